@@ -1,0 +1,116 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind tells what an upload is to its slot.
+type Kind string
+
+// Upload kinds.
+const (
+	// KindWhole is the upload that holds the slot's file (ID derived from the slot path).
+	KindWhole Kind = "whole"
+	// KindPartial is a partial upload of a tus concatenation under the slot (random ID).
+	KindPartial Kind = "partial"
+)
+
+// Session is the server-side authorisation of one upload. A slot's first valid
+// use opens it; from then on it, not the slot, authorises requests for the upload.
+type Session struct {
+	// UploadID is the tus upload ID the session authorises (the primary key).
+	UploadID string `json:"upload_id"`
+	// SlotKey identifies the slot: hex SHA-256 of the slot path (see SlotKey).
+	SlotKey string `json:"slot_key"`
+	// SlotPath is the slot path the upload is served at once complete.
+	SlotPath string `json:"slot_path"`
+	Kind     Kind   `json:"kind"`
+	// Protocol is the slot protocol that opened (or last re-bound) the session.
+	Protocol Protocol `json:"protocol"`
+	// SignatureHash is SHA-256 of the opening slot signature; never the signature itself.
+	SignatureHash [32]byte `json:"signature_hash"`
+	// Size is the upload's size (-1 while unknown); Type the signed content type.
+	Size int64  `json:"size"`
+	Type string `json:"type"`
+
+	Created  time.Time `json:"created"`
+	LastSeen time.Time `json:"last_seen"`
+	// IdleDeadline slides on every accepted request; AbsDeadline never moves
+	// (except on a rebind). The session is live while now is before both.
+	IdleDeadline time.Time `json:"idle_deadline"`
+	AbsDeadline  time.Time `json:"abs_deadline"`
+	// FileExpires is when the complete file is to be deleted (zero: retention default).
+	FileExpires time.Time `json:"file_expires,omitzero"`
+
+	Complete    bool      `json:"complete"`
+	CompletedAt time.Time `json:"completed_at,omitzero"`
+	// Rebinds counts re-authorisations with a fresh slot; FirstCreated is when
+	// the upload was first created (bounds the total age across rebinds).
+	Rebinds      int       `json:"rebinds"`
+	FirstCreated time.Time `json:"first_created"`
+
+	// SweepAt is when the clean-up must look at this session: the deadline plus
+	// the retention period while incomplete, the file's expiry once complete;
+	// zero means never. The session manager keeps it up to date on every write.
+	SweepAt time.Time `json:"sweep_at,omitzero"`
+
+	// LastAddr is the last client address seen (for change counting only, never a
+	// credential); Addrs counts distinct changes of address.
+	LastAddr string `json:"last_addr"`
+	Addrs    int    `json:"addrs"`
+}
+
+// Live reports whether the session still authorises requests at now.
+func (s Session) Live(now time.Time) bool {
+	return now.Before(s.IdleDeadline) && now.Before(s.AbsDeadline)
+}
+
+// Deadline is when the session stops authorising requests: the earlier deadline.
+func (s Session) Deadline() time.Time {
+	if s.AbsDeadline.Before(s.IdleDeadline) {
+		return s.AbsDeadline
+	}
+	return s.IdleDeadline
+}
+
+// Store errors.
+var (
+	// ErrSessionNotFound: no session for that upload ID or slot.
+	ErrSessionNotFound = errors.New("session not found")
+	// ErrStoreUnavailable wraps failures of the backing store (disk, Redis) that a
+	// client should retry; the gateway answers them with 503.
+	ErrStoreUnavailable = errors.New("session store unavailable")
+)
+
+// Store keeps sessions. Every implementation passes the contract suite in
+// auth/sessiontest. All methods are atomic with respect to each other.
+type Store interface {
+	// Create stores s unless a session with the same UploadID exists, and maps
+	// s.SlotKey to s.UploadID unless the slot is already mapped. It returns the
+	// stored session and whether it was created by this call; when one existed,
+	// the existing session is returned unchanged.
+	Create(ctx context.Context, s Session) (stored Session, created bool, err error)
+	// Get returns the session of an upload, or ErrSessionNotFound.
+	Get(ctx context.Context, uploadID string) (Session, error)
+	// LookupSlot returns the upload ID a slot is mapped to, or ErrSessionNotFound.
+	LookupSlot(ctx context.Context, slotKey string) (uploadID string, err error)
+	// Update applies fn to the stored session atomically and stores the result.
+	// If fn returns an error nothing is stored and Update returns that error.
+	// fn may be called more than once (optimistic retries); it must not have side effects.
+	// ErrSessionNotFound if the session does not exist.
+	Update(ctx context.Context, uploadID string, fn func(*Session) error) (Session, error)
+	// Rebind atomically maps slotKey to uploadID (replacing any earlier mapping
+	// of that slot) and applies fn to the upload's session, as Update does.
+	Rebind(ctx context.Context, uploadID, slotKey string, fn func(*Session) error) (Session, error)
+	// Delete removes the session and every slot mapping that points at it.
+	// Deleting a missing session is not an error.
+	Delete(ctx context.Context, uploadID string) error
+	// Expired returns up to limit sessions whose SweepAt is set and before t, oldest first.
+	Expired(ctx context.Context, t time.Time, limit int) ([]Session, error)
+	// Ping reports whether the store is reachable (for /readyz).
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
