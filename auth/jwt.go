@@ -53,9 +53,14 @@ func (v *Verifier) verifyJWT(req SlotRequest) (Slot, error) {
 	}
 
 	// The signature is good: from here on the claims are the XMPP server's.
-	slotID, _, _ := strings.Cut(req.Path, "/")
+	slotID, name, _ := strings.Cut(req.Path, "/")
 	if claims.Slot == "" || claims.Slot != slotID {
 		return fail, fmt.Errorf("verify jwt slot: %w", ErrSlotMismatch)
+	}
+	// Prosody builds the URL as <base><slot>/<filename>: binding the name too
+	// keeps one token from writing several files under its slot.
+	if claims.Filename != "" && claims.Filename != name {
+		return fail, fmt.Errorf("verify jwt slot: file name differs from the token's: %w", ErrSlotMismatch)
 	}
 	if claims.Filesize == nil || *claims.Filesize < 0 {
 		return fail, fmt.Errorf("verify jwt slot: filesize claim missing or negative: %w", ErrMalformedSignature)

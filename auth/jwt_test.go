@@ -59,3 +59,21 @@ func TestBearerToken(t *testing.T) {
 		}
 	}
 }
+
+func TestJWTBindsFileName(t *testing.T) {
+	now := time.Unix(1795000000, 0)
+	s, err := SignSlot("test-secret-0363", SignRequest{BaseURL: "https://up.example/upload/", Dir: "slotid", Name: "a.bin", Size: 3, Protocol: ProtoJWT, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier([]string{"test-secret-0363"}, WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]error{"slotid/a.bin": nil, "slotid/b.bin": ErrSlotMismatch, "other/a.bin": ErrSlotMismatch} {
+		_, err := v.Verify(SlotRequest{Path: path, URLPath: "/upload/" + path, Authorization: s.Authorization, Size: 3})
+		if !errors.Is(err, want) && !(want == nil && err == nil) {
+			t.Errorf("path %s: %v, want %v", path, err, want)
+		}
+	}
+}
