@@ -1,0 +1,211 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/filestore"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+)
+
+// Backends.
+const (
+	BackendDisk = "disk"
+)
+
+// Config selects and configures a storage backend.
+type Config struct {
+	// Backend is "disk" (default).
+	Backend string
+	// DataDir is the gateway's data directory; the disk backend keeps uploads
+	// in DataDir/uploads.
+	DataDir string
+	// CreateLockTimeout bounds how long a creation waits for the upload's lock.
+	CreateLockTimeout time.Duration
+	Logger            *slog.Logger
+}
+
+// ErrUploadExists is returned when an upload is created with an ID that is
+// already in use. tusd's filestore would silently truncate the existing upload.
+var ErrUploadExists = handler.NewError("ERR_UPLOAD_EXISTS", "an upload with this ID exists already; retry to resume it", http.StatusConflict)
+
+// Backend is a configured storage backend.
+type Backend struct {
+	// Composer is handed to tusd.
+	Composer *handler.StoreComposer
+	core     handler.DataStore
+	locker   handler.Locker
+	ping     func(context.Context) error
+	logger   *slog.Logger
+}
+
+// New builds the backend that cfg describes.
+func New(ctx context.Context, cfg Config) (*Backend, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CreateLockTimeout <= 0 {
+		cfg.CreateLockTimeout = 20 * time.Second
+	}
+	switch cfg.Backend {
+	case "", BackendDisk:
+		return newDisk(cfg)
+	default:
+		return nil, fmt.Errorf("unknown storage backend %q", cfg.Backend)
+	}
+}
+
+func newDisk(cfg Config) (*Backend, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("disk storage needs a data directory")
+	}
+	dir := filepath.Join(cfg.DataDir, "uploads")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create upload directory: %w", err)
+	}
+	fs := filestore.New(dir)
+	fs.DirModePerm = 0o700
+	fs.FileModePerm = 0o600
+	locker := contendedLocker{inner: memorylocker.New()}
+
+	composer := handler.NewStoreComposer()
+	fs.UseIn(composer)
+	guarded := &createGuard{inner: fs, locker: locker, timeout: cfg.CreateLockTimeout}
+	composer.UseCore(guarded)
+	composer.UseLocker(locker)
+
+	return &Backend{
+		Composer: composer,
+		core:     guarded,
+		locker:   locker,
+		logger:   cfg.Logger,
+		ping: func(ctx context.Context) error {
+			f, err := os.CreateTemp(dir, ".ping-*")
+			if err != nil {
+				return fmt.Errorf("upload directory is not writable: %w", err)
+			}
+			name := f.Name()
+			f.Close()
+			return os.Remove(name)
+		},
+	}, nil
+}
+
+// Ping reports whether the storage can be written.
+func (b *Backend) Ping(ctx context.Context) error { return b.ping(ctx) }
+
+// Info returns the current state of an upload, or handler.ErrNotFound.
+func (b *Backend) Info(ctx context.Context, id string) (handler.FileInfo, error) {
+	up, err := b.core.GetUpload(ctx, id)
+	if err != nil {
+		return handler.FileInfo{}, err
+	}
+	return up.GetInfo(ctx)
+}
+
+// Upload returns the upload with id, or handler.ErrNotFound.
+func (b *Backend) Upload(ctx context.Context, id string) (handler.Upload, error) {
+	return b.core.GetUpload(ctx, id)
+}
+
+// Lock takes the upload's lock as tusd does, waiting until ctx ends. onRelease
+// is called when another request asks for the lock.
+func (b *Backend) Lock(ctx context.Context, id string, onRelease func()) (handler.Lock, error) {
+	lock, err := b.locker.NewLock(id)
+	if err != nil {
+		return nil, fmt.Errorf("new lock: %w", err)
+	}
+	if err := lock.Lock(ctx, onRelease); err != nil {
+		return nil, err
+	}
+	return lock, nil
+}
+
+// Terminate removes an upload and its data under its lock. A missing upload
+// is not an error.
+func (b *Backend) Terminate(ctx context.Context, id string) error {
+	lock, err := b.Lock(ctx, id, func() {})
+	if err != nil {
+		return fmt.Errorf("lock %s for clean-up: %w", id, err)
+	}
+	defer lock.Unlock()
+	up, err := b.core.GetUpload(ctx, id)
+	if errors.Is(err, handler.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get upload for clean-up: %w", err)
+	}
+	if err := b.Composer.Terminater.AsTerminatableUpload(up).Terminate(ctx); err != nil {
+		return fmt.Errorf("terminate upload: %w", err)
+	}
+	return nil
+}
+
+// contendedLocker answers a lock that cannot be had before the timeout with
+// 423 Locked instead of tusd's 500: tus-js-client retries a 423 but restarts
+// an upload from byte 0 after a 5xx on HEAD.
+type contendedLocker struct{ inner handler.Locker }
+
+func (l contendedLocker) NewLock(id string) (handler.Lock, error) {
+	lock, err := l.inner.NewLock(id)
+	if err != nil {
+		return nil, err
+	}
+	return contendedLock{lock}, nil
+}
+
+type contendedLock struct{ inner handler.Lock }
+
+func (l contendedLock) Unlock() error { return l.inner.Unlock() }
+
+func (l contendedLock) Lock(ctx context.Context, requestRelease func()) error {
+	err := l.inner.Lock(ctx, requestRelease)
+	if errors.Is(err, handler.ErrLockTimeout) {
+		return handler.ErrFileLocked
+	}
+	return err
+}
+
+// createGuard makes creation atomic per ID: under the upload's lock it fails
+// with ErrUploadExists when the ID exists, instead of letting the store
+// truncate it.
+type createGuard struct {
+	inner   handler.DataStore
+	locker  handler.Locker
+	timeout time.Duration
+}
+
+func (g *createGuard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	if info.ID == "" {
+		return g.inner.NewUpload(ctx, info)
+	}
+	lock, err := g.locker.NewLock(info.ID)
+	if err != nil {
+		return nil, fmt.Errorf("new lock: %w", err)
+	}
+	lctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	// A creation is short; it does not give up the lock when asked.
+	if err := lock.Lock(lctx, func() {}); err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	if _, err := g.inner.GetUpload(ctx, info.ID); err == nil {
+		return nil, ErrUploadExists
+	} else if !errors.Is(err, handler.ErrNotFound) {
+		return nil, fmt.Errorf("check for an existing upload: %w", err)
+	}
+	return g.inner.NewUpload(ctx, info)
+}
+
+func (g *createGuard) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	return g.inner.GetUpload(ctx, id)
+}
