@@ -1,0 +1,46 @@
+# uploadgate: build, run and test. `make help` lists the targets.
+
+GO           ?= go
+BIN          := bin/uploadgate
+# The whole `go test` run must end well within the CI's 15 minutes.
+TEST_TIMEOUT ?= 10m
+GOBIN_DIR    := $(shell d=$$($(GO) env GOBIN); [ -n "$$d" ] || d=$$($(GO) env GOPATH)/bin; echo "$$d")
+STATICCHECK  := $(GOBIN_DIR)/staticcheck
+
+.DEFAULT_GOAL := help
+# The steps of `make test` depend on each other (deps before lint before tests).
+.NOTPARALLEL:
+
+.PHONY: help build run test lint deps fmt-check vet staticcheck clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/uploadgate
+	$(GO) build -o $(BIN) ./cmd/uploadgate
+
+run: build ## build, then serve on 127.0.0.1:8080 with files under ./data
+	$(BIN) serve --listen 127.0.0.1:8080 --data-dir ./data
+
+test: deps lint ## install test dependencies, lint, then run every test with the race detector
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint: fmt-check vet staticcheck ## gofmt check, go vet and staticcheck
+
+deps: ## install what the tests need (Node.js, npm packages, staticcheck); idempotent
+	scripts/install-test-deps.sh
+
+fmt-check: ## fail listing the Go files that gofmt would change
+	@files=$$(find . \( -name node_modules -o -name '.?*' -o -path ./data -o -path ./bin \) \
+		-prune -o -name '*.go' -type f -print | xargs -r gofmt -l); \
+	if [ -n "$$files" ]; then echo "gofmt needed for:"; echo "$$files"; exit 1; fi
+
+vet: ## go vet ./...
+	$(GO) vet ./...
+
+staticcheck: ## staticcheck ./... (installs the pinned version first)
+	@scripts/install-test-deps.sh lint
+	$(STATICCHECK) ./...
+
+clean: ## remove bin/ (./data is left alone)
+	rm -rf bin
