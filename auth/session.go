@@ -86,6 +86,10 @@ var (
 
 // Store keeps sessions. Every implementation passes the contract suite in
 // auth/sessiontest. All methods are atomic with respect to each other.
+// Returned sessions are copies, with times read back as stored (no monotonic
+// clock reading). A call whose context is already done fails with an error
+// wrapping the context's error and changes nothing. Errors never contain an
+// upload ID or slot key (they end up in logs).
 type Store interface {
 	// Create stores s unless a session with the same UploadID exists, and maps
 	// s.SlotKey to s.UploadID unless the slot is already mapped. It returns the
@@ -99,15 +103,20 @@ type Store interface {
 	// Update applies fn to the stored session atomically and stores the result.
 	// If fn returns an error nothing is stored and Update returns that error.
 	// fn may be called more than once (optimistic retries); it must not have side effects.
+	// fn must not change UploadID (the update fails and nothing is stored).
+	// Update never touches slot mappings, even if fn changes SlotKey.
 	// ErrSessionNotFound if the session does not exist.
 	Update(ctx context.Context, uploadID string, fn func(*Session) error) (Session, error)
 	// Rebind atomically maps slotKey to uploadID (replacing any earlier mapping
 	// of that slot) and applies fn to the upload's session, as Update does.
+	// If fn fails or the session does not exist, no mapping changes. Slots that
+	// were mapped to the upload before stay mapped to it until Delete.
 	Rebind(ctx context.Context, uploadID, slotKey string, fn func(*Session) error) (Session, error)
 	// Delete removes the session and every slot mapping that points at it.
 	// Deleting a missing session is not an error.
 	Delete(ctx context.Context, uploadID string) error
-	// Expired returns up to limit sessions whose SweepAt is set and before t, oldest first.
+	// Expired returns up to limit sessions whose SweepAt is set and before t,
+	// oldest first (ties in upload ID order); none when limit is not positive.
 	Expired(ctx context.Context, t time.Time, limit int) ([]Session, error)
 	// Ping reports whether the store is reachable (for /readyz).
 	Ping(ctx context.Context) error

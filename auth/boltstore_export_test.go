@@ -1,0 +1,78 @@
+package auth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// CheckIndexes verifies that the sweep index and the reverse slot index of a
+// BoltStore agree exactly with its sessions and slot mappings.
+func (b *BoltStore) CheckIndexes() error {
+	return b.db.View(func(tx *bolt.Tx) error {
+		bk, err := openBuckets(tx)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		wantSweep := map[string]bool{}
+		err = bk.sessions.ForEach(func(k, v []byte) error {
+			s, err := decodeSession(v)
+			if err != nil {
+				return err
+			}
+			if s.UploadID != string(k) {
+				errs = append(errs, fmt.Errorf("session stored under another key"))
+			}
+			if !s.SweepAt.IsZero() {
+				wantSweep[string(sweepKey(s.SweepAt, s.UploadID))] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		gotSweep := 0
+		err = bk.sweep.ForEach(func(k, _ []byte) error {
+			gotSweep++
+			if !wantSweep[string(k)] {
+				errs = append(errs, fmt.Errorf("stale sweep entry %x", k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if gotSweep != len(wantSweep) {
+			errs = append(errs, fmt.Errorf("%d sweep entries for %d sessions with a sweep time", gotSweep, len(wantSweep)))
+		}
+		wantReverse := map[string]bool{}
+		err = bk.slots.ForEach(func(k, v []byte) error {
+			if bk.sessions.Get(v) == nil {
+				errs = append(errs, fmt.Errorf("slot mapped to a missing session"))
+			}
+			wantReverse[string(append(uploadPrefix(string(v)), k...))] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		gotReverse := 0
+		err = bk.uploads.ForEach(func(k, _ []byte) error {
+			gotReverse++
+			if !wantReverse[string(k)] {
+				errs = append(errs, fmt.Errorf("stale reverse slot entry %q", bytes.TrimLeft(k, "\x00")))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if gotReverse != len(wantReverse) {
+			errs = append(errs, fmt.Errorf("%d reverse slot entries for %d slot mappings", gotReverse, len(wantReverse)))
+		}
+		return errors.Join(errs...)
+	})
+}
