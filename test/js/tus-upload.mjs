@@ -25,14 +25,53 @@
 //   {"ok":true,"url":...,"offsetAtStart":...,"bytesUploaded":...,...}
 // offsetAtStart is the offset tus-js-client started sending from: the
 // Upload-Offset of a successful HEAD (resume) or of the first PATCH (new upload).
+// bytesSent is the highest file position tus-js-client reported as sent (its
+// progress events are throttled, so it may lag), and bytesTransferred counts
+// every body byte handed to a request.
 // On failure: {"ok":false,"error":...} and exit status 1.
 
 import fs from 'node:fs'
 import path from 'node:path'
 import process from 'node:process'
+import { Transform } from 'node:stream'
 import tus from 'tus-js-client'
 
-const { Upload, FileUrlStorage } = tus
+const { Upload, FileUrlStorage, DefaultHttpStack } = tus
+
+// CountingHttpStack is tus-js-client's Node HTTP stack with a byte counter on
+// every request body.
+class CountingHttpStack {
+  constructor(onBytes) {
+    this._inner = new DefaultHttpStack()
+    this._onBytes = onBytes
+  }
+
+  createRequest(method, url) {
+    const req = this._inner.createRequest(method, url)
+    const send = req.send.bind(req)
+    const onBytes = this._onBytes
+    req.send = (body = null) => {
+      if (body != null && typeof body.pipe === 'function') {
+        const counter = new Transform({
+          transform(chunk, _encoding, callback) {
+            onBytes(chunk.length)
+            callback(null, chunk)
+          },
+        })
+        counter.size = body.size // the inner stack sets Content-Length from it
+        body.on('error', (err) => counter.destroy(err))
+        return send(body.pipe(counter))
+      }
+      if (body != null && body.length) onBytes(body.length)
+      return send(body)
+    }
+    return req
+  }
+
+  getName() {
+    return 'CountingHttpStack'
+  }
+}
 
 function usage(msg) {
   throw new Error(`${msg}\nusage: node tus-upload.mjs --endpoint URL --file PATH [--chunk-size N] ` +
@@ -108,6 +147,7 @@ function run(opts) {
     let offsetAtStart = null
     let acked = null // last offset the server acknowledged (PATCH or HEAD response)
     let sent = 0 // highest byte position written into a request body
+    let transferred = 0 // body bytes handed to requests
     let interrupted = false
     let upload = null
 
@@ -119,6 +159,7 @@ function run(opts) {
         offsetAtStart,
         bytesUploaded: acked ?? 0,
         bytesSent: sent,
+        bytesTransferred: transferred,
         interrupted,
         requests,
         statuses,
@@ -138,6 +179,7 @@ function run(opts) {
       metadata,
       headers: opts.headers,
       retryDelays: [0, 200, 500],
+      httpStack: new CountingHttpStack((n) => { transferred += n }),
       onBeforeRequest(req) {
         const method = req.getMethod()
         requests[method] = (requests[method] ?? 0) + 1
