@@ -269,8 +269,8 @@ type slot struct {
 }
 
 // sign mints a slot for name with `uploadgate sign`; ctype is passed as
-// --type when not empty.
-func (s *server) sign(t testing.TB, protocol, name string, size int64, ctype string) slot {
+// --type when not empty, extra flags (such as --ttl) as they are.
+func (s *server) sign(t testing.TB, protocol, name string, size int64, ctype string, extra ...string) slot {
 	t.Helper()
 	args := []string{"sign",
 		"--secret", s.Secret,
@@ -281,7 +281,7 @@ func (s *server) sign(t testing.TB, protocol, name string, size int64, ctype str
 	if ctype != "" {
 		args = append(args, "--type", ctype)
 	}
-	args = append(args, name)
+	args = append(append(args, extra...), name)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = childEnv()
 	var stderr bytes.Buffer

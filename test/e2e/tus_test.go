@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // chunkSize is the tus-js-client chunkSize of most tests: many PATCHes per file.
@@ -193,6 +195,35 @@ func TestTusResume(t *testing.T) {
 		checkComplete(t, s, second, sl, size, sum, "")
 	})
 
+	// The slot expires between the interruption and the resumption: the
+	// upload session, not the slot, authorises HEAD and PATCH.
+	t.Run("after-slot-expiry", func(t *testing.T) {
+		t.Parallel()
+		file, sum := randomFile(t, "expiring.bin", size)
+		storage := t.TempDir() + "/tus-urls.json"
+		sl := s.sign(t, "v3", "expiring.bin", size, "", "--ttl", "4s")
+		u, err := url.Parse(sl.PutURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		expires, err := strconv.ParseInt(u.Query().Get("expires"), 10, 64)
+		if err != nil {
+			t.Fatalf("v3 slot %s: no expires parameter: %v", sl.PutURL, err)
+		}
+		first := runTus(t, tusArgs(sl, file, "--chunk-size", strconv.Itoa(chunkSize), "--url-storage", storage,
+			"--mode", "interrupt", "--interrupt-after", strconv.Itoa(interruptAfter))...)
+		requireOK(t, "interrupted upload", first)
+		before := headUpload(t, first.URL)
+
+		// v3 expiry has a resolution of one second; wait until it is surely past.
+		time.Sleep(time.Until(time.Unix(expires+2, 0)))
+		second := runTus(t, tusArgs(sl, file, "--chunk-size", strconv.Itoa(chunkSize), "--url-storage", storage,
+			"--mode", "resume")...)
+		requireOK(t, "upload resumed after the slot expired", second)
+		checkResumed(t, first, second, before.Offset)
+		checkComplete(t, s, second, sl, size, sum, "")
+	})
+
 	// Without a URL storage the second process creates again at the same slot:
 	// the creation converges on the existing upload, and tus-js-client's 409
 	// retry (its first PATCH is at offset 0) moves it to the stored offset.
@@ -219,6 +250,24 @@ func TestTusResume(t *testing.T) {
 		}
 		checkComplete(t, s, second, sl, size, sum, "")
 	})
+}
+
+// TestTusParallelUploads uploads with tus-js-client's parallelUploads: partial
+// uploads created at the slot, concatenated by a final one.
+func TestTusParallelUploads(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	s := startServer(t)
+	const size = 5*MiB + 777
+	const ctype = "image/webp"
+	file, sum := randomFile(t, "parallel.webp", size)
+	sl := s.sign(t, "v2", "parallel.webp", size, ctype)
+	res := runTus(t, tusArgs(sl, file, "--parallel", "3", "--chunk-size", strconv.Itoa(chunkSize), "--filetype", ctype)...)
+	requireOK(t, "parallel upload", res)
+	if res.Requests["POST"] != 4 {
+		t.Errorf("%d POST requests (responses %v); want 3 partial uploads and 1 final", res.Requests["POST"], res.Statuses)
+	}
+	checkComplete(t, s, res, sl, size, sum, ctype)
 }
 
 // checkResumed verifies that the second process continued the first one's

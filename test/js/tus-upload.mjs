@@ -5,11 +5,13 @@
 //        [--url-storage PATH] [--mode upload|interrupt|resume]
 //        [--interrupt-after BYTES] [--interrupt-on ack|sent]
 //        [--header 'Name: value']... [--filetype TYPE] [--filename NAME]
-//        [--timeout-ms N]
+//        [--parallel N] [--timeout-ms N]
 //
 // The file is read through an fs.ReadStream, so tus-js-client computes a stable
 // fingerprint (path, size, mtime, endpoint) and can find the upload again in a
-// FileUrlStorage (--url-storage) from another process.
+// FileUrlStorage (--url-storage) from another process. --parallel N uploads N
+// partial uploads and concatenates them (tus-js-client parallelUploads); the
+// partial uploads carry filesize and filetype metadata, as a slot needs.
 //
 // Modes:
 //   upload     create an upload at --endpoint (or resume one found in the URL
@@ -77,7 +79,7 @@ function usage(msg) {
   throw new Error(`${msg}\nusage: node tus-upload.mjs --endpoint URL --file PATH [--chunk-size N] ` +
     '[--url-storage PATH] [--mode upload|interrupt|resume] [--interrupt-after BYTES] ' +
     "[--interrupt-on ack|sent] [--header 'Name: value']... [--filetype TYPE] [--filename NAME] " +
-    '[--timeout-ms N]')
+    '[--parallel N] [--timeout-ms N]')
 }
 
 function parseArgs(argv) {
@@ -92,6 +94,7 @@ function parseArgs(argv) {
     headers: {},
     filetype: null,
     filename: null,
+    parallel: 1,
     timeoutMs: 120000,
   }
   const intArg = (name, v) => {
@@ -115,6 +118,7 @@ function parseArgs(argv) {
       case '--filetype': opts.filetype = next(); break
       case '--filename': opts.filename = next(); break
       case '--timeout-ms': opts.timeoutMs = intArg(arg, next()); break
+      case '--parallel': opts.parallel = intArg(arg, next()); break
       case '--header': {
         const h = next()
         const colon = h.indexOf(':')
@@ -131,6 +135,7 @@ function parseArgs(argv) {
   if (!['ack', 'sent'].includes(opts.interruptOn)) usage(`unknown --interrupt-on ${opts.interruptOn}`)
   if (opts.mode === 'interrupt' && opts.interruptAfter == null) usage('--mode interrupt needs --interrupt-after')
   if (opts.chunkSize === 0) usage('--chunk-size must be positive')
+  if (opts.parallel < 1) usage('--parallel must be at least 1')
   if (opts.mode === 'resume' && !opts.urlStorage) usage('--mode resume needs --url-storage')
   return opts
 }
@@ -212,6 +217,8 @@ function run(opts) {
       onSuccess() {
         if (size === 0 && offsetAtStart == null) offsetAtStart = 0
         if (acked == null && size === 0) acked = 0
+        // Partial uploads acknowledge their own offsets; the final one has it all.
+        if (opts.parallel > 1) acked = size
         if (opts.mode === 'interrupt') {
           // The file was complete before the interruption point was reached.
           finish({ ok: false, error: `upload completed before ${opts.interruptAfter} bytes were acknowledged` })
@@ -224,6 +231,11 @@ function run(opts) {
       },
     }
     if (opts.chunkSize != null) options.chunkSize = opts.chunkSize
+    if (opts.parallel > 1) {
+      options.parallelUploads = opts.parallel
+      options.metadataForPartialUploads = { filesize: String(size) }
+      if (opts.filetype) options.metadataForPartialUploads.filetype = opts.filetype
+    }
     if (opts.urlStorage) options.urlStorage = new FileUrlStorage(opts.urlStorage)
 
     upload = new Upload(stream, options)
