@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway"
+	"github.com/uploadgate/uploadgate/storage"
+)
+
+// serveConfig is everything `uploadgate serve` is configured with.
+type serveConfig struct {
+	Listen         string
+	DataDir        string
+	Secrets        listFlag
+	SecretFile     string
+	UploadBase     string
+	TusBase        string
+	PublicURL      string
+	MaxSize        byteSize
+	CORSOrigins    listFlag
+	TrustedProxies listFlag
+	Storage        string
+	SessionIdleTTL time.Duration
+	SessionMaxTTL  time.Duration
+	Retention      time.Duration
+	FileRetention  time.Duration
+	LogFormat      string
+	LogLevel       string
+}
+
+func newServeFlags(c *serveConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	c.CORSOrigins = listFlag{vals: []string{"*"}}
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to listen on (host:port)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for uploads, sessions and generated keys")
+	fs.Var(&c.Secrets, "secret", "slot secret shared with the XMPP server; comma-separated for several (the first signs, all verify)")
+	fs.StringVar(&c.SecretFile, "secret-file", "", "file with slot secrets, one per line (alternative to --secret)")
+	fs.StringVar(&c.UploadBase, "upload-base", "/upload/", "URL path the XMPP server signs slots for")
+	fs.StringVar(&c.TusBase, "tus-base", "/files/", "URL path of tus upload URLs")
+	fs.StringVar(&c.PublicURL, "public-url", "", "external URL of the gateway (scheme://host[:port][/prefix]) for Location headers behind a proxy")
+	fs.Var(&c.MaxSize, "max-size", "largest upload accepted, in bytes or with a unit (100MiB); 0 = no limit beyond the slot's size")
+	fs.Var(&c.CORSOrigins, "cors-origins", "browser origins allowed to upload, comma-separated; * for any")
+	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For is believed")
+	fs.StringVar(&c.Storage, "storage", "disk", "storage backend: disk")
+	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", 24*time.Hour, "an upload session expires this long after its last accepted request")
+	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", 72*time.Hour, "an upload session expires at the latest this long after it opened")
+	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "partial data of an expired session is kept this long for a re-bind, then removed")
+	fs.DurationVar(&c.FileRetention, "file-retention", 0, "complete files whose slot sets no expiry are removed after this long; 0 keeps them")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return fs
+}
+
+// validate checks the configuration; each error names its option.
+func (c *serveConfig) validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return usageError(fmt.Sprintf("invalid --listen %q: want host:port", c.Listen))
+	}
+	if c.DataDir == "" {
+		return usageError("invalid --data-dir: must not be empty")
+	}
+	for name, p := range map[string]string{"--upload-base": c.UploadBase, "--tus-base": c.TusBase} {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#%\\") || strings.Contains(p, "..") {
+			return usageError(fmt.Sprintf("invalid %s %q: want an absolute URL path such as /upload/", name, p))
+		}
+	}
+	ub, tb := strings.TrimRight(c.UploadBase, "/")+"/", strings.TrimRight(c.TusBase, "/")+"/"
+	if strings.HasPrefix(ub, tb) || strings.HasPrefix(tb, ub) {
+		return usageError("invalid --tus-base: must not overlap --upload-base")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return usageError(fmt.Sprintf("invalid --public-url %q: want http(s)://host[:port][/prefix]", c.PublicURL))
+		}
+	}
+	if c.Storage != storage.BackendDisk {
+		return usageError(fmt.Sprintf("invalid --storage %q: want disk", c.Storage))
+	}
+	if c.SessionIdleTTL <= 0 {
+		return usageError("invalid --session-idle-ttl: must be positive")
+	}
+	if c.SessionMaxTTL < c.SessionIdleTTL {
+		return usageError("invalid --session-max-ttl: must not be shorter than --session-idle-ttl")
+	}
+	if c.Retention < 0 || c.FileRetention < 0 {
+		return usageError("invalid --retention/--file-retention: must not be negative")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return usageError(fmt.Sprintf("invalid --log-format %q: want text or json", c.LogFormat))
+	}
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	if _, err := c.proxies(); err != nil {
+		return err
+	}
+	for _, s := range c.Secrets.vals {
+		if len(s) < 16 {
+			return usageError("invalid --secret: each secret must have at least 16 characters")
+		}
+	}
+	if len(c.Secrets.vals) > 0 && c.SecretFile != "" {
+		return usageError("invalid --secret-file: give either --secret or --secret-file, not both")
+	}
+	return nil
+}
+
+func (c *serveConfig) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, usageError(fmt.Sprintf("invalid --log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return l, nil
+}
+
+func (c *serveConfig) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range c.TrustedProxies.vals {
+		if pr, err := netip.ParsePrefix(p); err == nil {
+			out = append(out, pr.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			return nil, usageError(fmt.Sprintf("invalid --trusted-proxies entry %q: want an address or CIDR prefix", p))
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := newServeFlags(&c)
+	rest, err := parseFlags(fs, args, nil)
+	if errors.Is(err, flag.ErrHelp) || (err != nil && strings.Contains(err.Error(), "help requested")) {
+		fs.SetOutput(stdout)
+		fmt.Fprintln(stdout, "usage: uploadgate serve [flags]  (every flag is also an environment variable UPLOADGATE_<NAME>)")
+		fs.PrintDefaults()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError(fmt.Sprintf("serve takes no arguments, got %q", rest[0]))
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	level, _ := c.level()
+	var h slog.Handler
+	if c.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	} else {
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(h)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	secrets, err := loadSecrets(&c, stdout, log)
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(secrets)
+	if err != nil {
+		return usageError(fmt.Sprintf("invalid --secret: %v", err))
+	}
+	idKeyHex, _, err := auth.LoadOrCreateKeyFile(filepath.Join(c.DataDir, "id.key"))
+	if err != nil {
+		return fmt.Errorf("upload ID key: %w", err)
+	}
+	idKey, err := hex.DecodeString(idKeyHex)
+	if err != nil || len(idKey) < 16 {
+		return fmt.Errorf("upload ID key in %s is not 32 bytes of hex", filepath.Join(c.DataDir, "id.key"))
+	}
+
+	sessStore, err := auth.OpenBoltStore(filepath.Join(c.DataDir, "sessions.db"))
+	if err != nil {
+		return fmt.Errorf("session store: %w", err)
+	}
+	defer sessStore.Close()
+	policy := auth.DefaultPolicy()
+	policy.IdleTTL = c.SessionIdleTTL
+	policy.MaxTTL = c.SessionMaxTTL
+	policy.Retention = c.Retention
+	policy.FileRetention = c.FileRetention
+	sessions := auth.NewSessions(sessStore, policy, time.Now)
+
+	backend, err := storage.New(ctx, storage.Config{Backend: c.Storage, DataDir: c.DataDir, Logger: log})
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	proxies, _ := c.proxies()
+	gw, err := gateway.New(gateway.Config{
+		UploadBase:     c.UploadBase,
+		TusBase:        c.TusBase,
+		PublicURL:      c.PublicURL,
+		MaxSize:        int64(c.MaxSize),
+		CORSOrigins:    c.CORSOrigins.vals,
+		TrustedProxies: proxies,
+		Verifier:       verifier,
+		Sessions:       sessions,
+		Storage:        backend,
+		IDKey:          idKey,
+		Logger:         log,
+		Registry:       reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	base, cancelBase := context.WithCancelCause(context.Background())
+	defer cancelBase(nil)
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
+	}
+	// On shutdown, running PATCH and PUT bodies are closed: tusd saves what
+	// arrived and answers 503, so clients resume instead of hanging.
+	srv.RegisterOnShutdown(func() { cancelBase(handler.ErrServerShutdown) })
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	log.Info("uploadgate listening", "addr", ln.Addr().String(), "version", version,
+		"upload_base", c.UploadBase, "tus_base", c.TusBase, "storage", c.Storage, "data_dir", c.DataDir)
+
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		_ = gw.Run(bgCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		stopBg()
+		<-bgDone
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutCtx)
+	stopBg()
+	<-bgDone
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadSecrets returns the configured slot secrets, or the one kept in the data
+// directory, generating it on first start.
+func loadSecrets(c *serveConfig, stdout io.Writer, log *slog.Logger) ([]string, error) {
+	if len(c.Secrets.vals) > 0 {
+		return c.Secrets.vals, nil
+	}
+	if c.SecretFile != "" {
+		s, err := auth.ReadSecretFile(c.SecretFile)
+		if err != nil {
+			return nil, usageError(fmt.Sprintf("invalid --secret-file: %v", err))
+		}
+		if len(s) == 0 {
+			return nil, usageError("invalid --secret-file: no secret in the file")
+		}
+		return s, nil
+	}
+	path := filepath.Join(c.DataDir, "secret.key")
+	secret, created, err := auth.LoadOrCreateKeyFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("slot secret: %w", err)
+	}
+	if created {
+		log.Info("generated a slot secret; configure your XMPP server with it", "file", path)
+	}
+	host := c.Listen
+	if h, p, err := net.SplitHostPort(c.Listen); err == nil && (h == "" || h == "0.0.0.0" || h == "::") {
+		host = net.JoinHostPort("127.0.0.1", p)
+	}
+	base := "http://" + host + strings.TrimRight(c.UploadBase, "/") + "/"
+	if c.PublicURL != "" {
+		base = strings.TrimRight(c.PublicURL, "/") + strings.TrimRight(c.UploadBase, "/") + "/"
+	}
+	fmt.Fprintf(stdout, "Slot secret: %s (no --secret given)\nMint a test slot and upload with curl:\n"+
+		"  bin/uploadgate sign --secret-file %s --base-url %s --size 5 hello.txt\n"+
+		"  curl -T hello.txt '<PUT URL>'    (a file of 5 bytes; the second line is the GET URL)\n", path, path, base)
+	return []string{secret}, nil
+}

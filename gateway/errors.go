@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uploadgate/uploadgate/auth"
+)
+
+// refusal is a request the gateway answers itself with an error status. Its
+// reason is a short plain-text sentence for the client and the log; it never
+// contains a secret, a signature or an upload ID.
+type refusal struct {
+	status int
+	reason string
+	header http.Header
+	cause  error
+}
+
+func (r *refusal) Error() string { return r.reason }
+func (r *refusal) Unwrap() error { return r.cause }
+
+func refuse(status int, reason string) *refusal {
+	return &refusal{status: status, reason: reason}
+}
+
+func (r *refusal) with(key, value string) *refusal {
+	c := *r
+	c.header = r.header.Clone()
+	if c.header == nil {
+		c.header = http.Header{}
+	}
+	c.header.Set(key, value)
+	return &c
+}
+
+// retryAfter is what a client is told to wait when a dependency is down.
+const retryAfter = 5
+
+// The table of causes and the status codes clients act on. XMPP clients and
+// tus-js-client decide on the status alone: 403 and 404 make them give up,
+// 423 and 503 make tus-js-client retry.
+var refusalTable = []struct {
+	err error
+	r   *refusal
+}{
+	{auth.ErrBearerRequired, refuse(http.StatusUnauthorized, "missing or malformed bearer token").with("WWW-Authenticate", `Bearer realm="uploadgate"`)},
+	{auth.ErrNoSignature, refuse(http.StatusForbidden, "missing slot signature")},
+	{auth.ErrMalformedSignature, refuse(http.StatusForbidden, "malformed slot signature")},
+	{auth.ErrBadSignature, refuse(http.StatusForbidden, "invalid slot signature")},
+	{auth.ErrSlotMismatch, refuse(http.StatusForbidden, "token is not for this slot")},
+	{auth.ErrSlotExpired, refuse(http.StatusForbidden, "slot expired")},
+	{auth.ErrSizeMismatch, refuse(http.StatusRequestEntityTooLarge, "size differs from the slot's size")},
+	{auth.ErrSessionExpired, refuse(http.StatusGone, "upload session expired; re-bind it with a fresh slot")},
+	{auth.ErrSessionNotFound, refuse(http.StatusNotFound, "upload not found")},
+	{auth.ErrStoreUnavailable, refuse(http.StatusServiceUnavailable, "session store unavailable; retry later").with("Retry-After", strconv.Itoa(retryAfter))},
+	{handler.ErrNotFound, refuse(http.StatusNotFound, "upload not found")},
+}
+
+// refusalFor maps an error to the refusal clients should see.
+func refusalFor(err error) *refusal {
+	var r *refusal
+	if errors.As(err, &r) {
+		return r
+	}
+	for _, row := range refusalTable {
+		if errors.Is(err, row.err) {
+			c := *row.r
+			c.cause = err
+			return &c
+		}
+	}
+	var te handler.Error
+	if errors.As(err, &te) {
+		return &refusal{status: te.HTTPResponse.StatusCode, reason: te.Message, cause: err}
+	}
+	return &refusal{status: http.StatusInternalServerError, reason: "internal error", cause: err}
+}
+
+// writeRefusal answers a request with r. 5xx causes are logged (without secrets:
+// errors from auth never carry them).
+func (g *Gateway) writeRefusal(w http.ResponseWriter, req *http.Request, r *refusal) {
+	if r.status >= 500 && r.cause != nil {
+		g.log.ErrorContext(req.Context(), "request failed", "status", r.status, "error", r.cause)
+	}
+	h := w.Header()
+	for k, v := range r.header {
+		h[k] = v
+	}
+	if req.Header.Get("Tus-Resumable") != "" {
+		h.Set("Tus-Resumable", tusVersion)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	body := r.reason + "\n"
+	if req.Method == http.MethodHead {
+		w.WriteHeader(r.status)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(r.status)
+	_, _ = w.Write([]byte(body))
+}

@@ -1,0 +1,229 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/storage"
+)
+
+const tusVersion = "1.0.0"
+
+// Config configures a Gateway. Verifier, Sessions, Storage and IDKey are required.
+type Config struct {
+	// UploadBase is the path the XMPP server signs slots for ("/upload/").
+	UploadBase string
+	// TusBase is the path of tus upload URLs ("/files/").
+	TusBase string
+	// PublicURL, when set, is the scheme and host (and optional path prefix)
+	// that Location headers use, e.g. behind a reverse proxy.
+	PublicURL string
+	// MaxSize bounds every upload (0: no bound beyond the slot's size).
+	MaxSize int64
+	// CORSOrigins are the browser origins allowed to use the doors ("*" for any).
+	CORSOrigins []string
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+
+	Verifier *auth.Verifier
+	Sessions *auth.Sessions
+	Storage  *storage.Backend
+	// IDKey derives upload IDs from slot paths; it must never change.
+	IDKey []byte
+
+	// NetworkTimeout bounds each read of a request body (tusd's per-read deadline).
+	NetworkTimeout time.Duration
+	// LockTimeout is how long a request waits for an upload's lock before 423.
+	LockTimeout time.Duration
+	// GracefulCompletion is how long an interrupted write may take to save what arrived.
+	GracefulCompletion time.Duration
+	// CleanupInterval is how often expired uploads are removed (0: 10 minutes).
+	CleanupInterval time.Duration
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Gateway is the HTTP front of uploadgate.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	tusd     *handler.UnroutedHandler
+	tusdMW   func(http.Handler) http.Handler
+	cors     cors
+	metrics  *metrics
+	registry *prometheus.Registry
+	now      func() time.Time
+	// tusLocation is the prefix of upload URLs in Location headers.
+	tusLocation string
+}
+
+// New builds a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Verifier == nil || cfg.Sessions == nil || cfg.Storage == nil || len(cfg.IDKey) == 0 {
+		return nil, errors.New("gateway: verifier, sessions, storage and ID key are required")
+	}
+	if cfg.UploadBase == "" {
+		cfg.UploadBase = "/upload/"
+	}
+	if cfg.TusBase == "" {
+		cfg.TusBase = "/files/"
+	}
+	for _, b := range []*string{&cfg.UploadBase, &cfg.TusBase} {
+		if !strings.HasPrefix(*b, "/") {
+			*b = "/" + *b
+		}
+		if !strings.HasSuffix(*b, "/") {
+			*b += "/"
+		}
+	}
+	if strings.HasPrefix(cfg.UploadBase, cfg.TusBase) || strings.HasPrefix(cfg.TusBase, cfg.UploadBase) {
+		return nil, fmt.Errorf("gateway: upload base %q and tus base %q must not contain each other", cfg.UploadBase, cfg.TusBase)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NetworkTimeout <= 0 {
+		cfg.NetworkTimeout = 60 * time.Second
+	}
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = 20 * time.Second
+	}
+	if cfg.GracefulCompletion <= 0 {
+		cfg.GracefulCompletion = 10 * time.Second
+	}
+	if cfg.CleanupInterval <= 0 {
+		cfg.CleanupInterval = 10 * time.Minute
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		cors:     newCORS(cfg.CORSOrigins),
+		registry: cfg.Registry,
+		now:      cfg.Now,
+	}
+	basePath := cfg.TusBase
+	if cfg.PublicURL != "" {
+		basePath = strings.TrimRight(cfg.PublicURL, "/") + cfg.TusBase
+	}
+	g.tusLocation = basePath
+	tcfg := handler.Config{
+		StoreComposer:                    cfg.Storage.Composer,
+		BasePath:                         basePath,
+		MaxSize:                          cfg.MaxSize,
+		DisableDownload:                  true,
+		Cors:                             &handler.CorsConfig{Disable: true},
+		PreUploadCreateCallback:          g.preCreate,
+		PreFinishResponseCallback:        g.preFinish,
+		Logger:                           newTusdLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		NetworkTimeout:                   cfg.NetworkTimeout,
+		AcquireLockTimeout:               cfg.LockTimeout,
+		GracefulRequestCompletionTimeout: cfg.GracefulCompletion,
+	}
+	tusd, err := handler.NewUnroutedHandler(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: tusd handler: %w", err)
+	}
+	g.tusd = tusd
+	g.tusdMW = tusd.Middleware
+	m, err := newMetrics(cfg.Registry, tusd.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
+	g.metrics = m
+	return g, nil
+}
+
+// Handler returns the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler {
+	metrics := promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// tusd honours X-HTTP-Method-Override on POST; resolve it here, once,
+		// so that every check below sees the method tusd will act on.
+		if m := r.Header.Get("X-HTTP-Method-Override"); m != "" {
+			if r.Method == http.MethodPost {
+				r.Method = strings.ToUpper(m)
+			}
+			r.Header.Del("X-HTTP-Method-Override")
+		}
+		path := r.URL.Path
+		switch {
+		case path == "/healthz":
+			g.serveHealth(w, r)
+		case path == "/readyz":
+			g.serveReady(w, r)
+		case path == "/metrics":
+			metrics.ServeHTTP(w, r)
+		case strings.HasPrefix(path, g.cfg.UploadBase):
+			g.cors.apply(w, r)
+			g.serveUploadBase(w, r)
+		case strings.HasPrefix(path, g.cfg.TusBase) || path+"/" == g.cfg.TusBase:
+			g.cors.apply(w, r)
+			g.serveTusBase(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// Run does the gateway's background work (clean-up of expired uploads) until
+// ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	t := time.NewTicker(g.cfg.CleanupInterval)
+	defer t.Stop()
+	for {
+		if err := g.cleanup(ctx); err != nil && ctx.Err() == nil {
+			g.log.WarnContext(ctx, "clean-up failed", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	var problems []string
+	if err := g.cfg.Storage.Ping(ctx); err != nil {
+		problems = append(problems, "storage: "+err.Error())
+	}
+	if err := g.cfg.Sessions.Ping(ctx); err != nil {
+		problems = append(problems, "session store: "+err.Error())
+	}
+	if len(problems) > 0 {
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(strings.Join(problems, "\n") + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}

@@ -1,0 +1,508 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uploadgate/uploadgate/auth"
+)
+
+// contentRange is a parsed "Content-Range: bytes first-last/total".
+type contentRange struct {
+	first, last, total int64
+}
+
+var errBadContentRange = errors.New("invalid Content-Range header")
+
+// parseContentRange parses the header of a resumed PUT; nil when absent.
+func parseContentRange(v string) (*contentRange, error) {
+	if v == "" {
+		return nil, nil
+	}
+	rest, ok := strings.CutPrefix(v, "bytes ")
+	if !ok {
+		return nil, errBadContentRange
+	}
+	span, total, ok := strings.Cut(strings.TrimSpace(rest), "/")
+	if !ok {
+		return nil, errBadContentRange
+	}
+	first, last, ok := strings.Cut(span, "-")
+	if !ok {
+		return nil, errBadContentRange
+	}
+	var cr contentRange
+	var err error
+	if cr.first, err = parseNonNegative(first); err != nil {
+		return nil, errBadContentRange
+	}
+	if cr.last, err = parseNonNegative(last); err != nil {
+		return nil, errBadContentRange
+	}
+	if cr.total, err = parseNonNegative(total); err != nil {
+		return nil, errBadContentRange
+	}
+	if cr.first > cr.last || cr.last >= cr.total {
+		return nil, errBadContentRange
+	}
+	return &cr, nil
+}
+
+func parseNonNegative(s string) (int64, error) {
+	if s == "" || len(s) > 19 || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, errBadContentRange
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// requestType is the Content-Type a request claims: nil when the header is
+// absent, its value verbatim (even empty) when present.
+func requestType(r *http.Request) *string {
+	if v, ok := r.Header["Content-Type"]; ok {
+		t := ""
+		if len(v) > 0 {
+			t = v[0]
+		}
+		return &t
+	}
+	return nil
+}
+
+// putAtSlot is the XEP-0363 upload: PUT to a slot URL, streamed through tusd.
+// It creates the slot's upload, continues it (Content-Range, or a full retry
+// whose already-stored prefix is proven equal), or confirms a completed one.
+func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
+	ctx := r.Context()
+	cr, err := parseContentRange(r.Header.Get("Content-Range"))
+	if err != nil {
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, err.Error()))
+		return
+	}
+	if cr != nil && r.ContentLength >= 0 && r.ContentLength != cr.last-cr.first+1 {
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "Content-Length does not match Content-Range"))
+		return
+	}
+	id, err := g.slotUploadID(ctx, sp.Path)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	info, ierr := g.cfg.Storage.Info(ctx, id)
+	exists := ierr == nil
+	if ierr != nil && !errors.Is(ierr, handler.ErrNotFound) {
+		g.writeRefusal(w, r, refusalFor(ierr))
+		return
+	}
+
+	// The size the request claims for the whole file.
+	claimed := r.ContentLength
+	if cr != nil {
+		claimed = cr.total
+	}
+	verifySize := claimed
+	if verifySize < 0 && exists && !info.SizeIsDeferred {
+		verifySize = info.Size
+	}
+	if verifySize < 0 {
+		g.writeRefusal(w, r, refuse(http.StatusLengthRequired, "Content-Length required"))
+		return
+	}
+	slot, verr := g.verifySlot(r, sp, verifySize, requestType(r))
+	if errors.Is(verr, auth.ErrBadSignature) && exists && verifySize != info.Size {
+		// v1 and v2 sign the size: a wrong length looks like a forged signature.
+		// Once the slot's upload exists its size is known, and the answer can
+		// say what is wrong.
+		if _, e := g.cfg.Verifier.Verify(g.slotRequest(r, sp, info.Size)); e == nil || errors.Is(e, auth.ErrSlotExpired) {
+			if claimed > info.Size {
+				g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "larger than the slot's size"))
+			} else {
+				g.writeRefusal(w, r, refuse(http.StatusBadRequest, "Content-Length differs from the slot's size; resume with Content-Range"))
+			}
+			return
+		}
+	}
+	expired := errors.Is(verr, auth.ErrSlotExpired)
+	if verr != nil && !expired {
+		g.writeRefusal(w, r, refusalFor(verr))
+		return
+	}
+	if g.cfg.MaxSize > 0 && verifySize > g.cfg.MaxSize {
+		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "larger than the gateway's maximum upload size"))
+		return
+	}
+	if exists && !info.SizeIsDeferred && (claimed > info.Size || r.ContentLength > info.Size) {
+		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "larger than the slot's size"))
+		return
+	}
+
+	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
+	live := serr == nil
+	if serr != nil && !errors.Is(serr, auth.ErrSessionNotFound) && !errors.Is(serr, auth.ErrSessionExpired) {
+		g.writeRefusal(w, r, refusalFor(serr))
+		return
+	}
+	if expired && !live {
+		g.writeRefusal(w, r, refusalFor(verr))
+		return
+	}
+	if errors.Is(serr, auth.ErrSessionExpired) && exists && !(!info.SizeIsDeferred && info.Offset == info.Size) {
+		g.writeRefusal(w, r, refusalFor(serr))
+		return
+	}
+	addr := clientAddr(r, g.cfg.TrustedProxies)
+	if errors.Is(serr, auth.ErrSessionNotFound) && exists {
+		// The upload outlived its session record (e.g. a store restored from
+		// an older copy): the valid slot opens it again.
+		s, _, err := g.cfg.Sessions.Open(ctx, slot, id, auth.KindWhole, addr)
+		if err != nil {
+			g.writeRefusal(w, r, refusalFor(err))
+			return
+		}
+		sess = s
+	}
+
+	switch {
+	case !exists:
+		if cr != nil && cr.first != 0 {
+			g.writeOffsetConflict(w, r, 0, verifySize)
+			return
+		}
+		g.putCreate(w, r, sp, slot, id, addr, r.Body, verifySize)
+	case !info.SizeIsDeferred && info.Offset == info.Size:
+		g.putConfirm(w, r, id, info, cr)
+	case cr != nil:
+		if cr.first != info.Offset {
+			g.writeOffsetConflict(w, r, info.Offset, info.Size)
+			return
+		}
+		g.putAppend(w, r, id, info.Offset, r.Body, cr.last-cr.first+1, &sess)
+	default:
+		g.putRetry(w, r, sp, slot, id, info, addr, &sess)
+	}
+}
+
+// slotRequest builds the slot request of r for a given size.
+func (g *Gateway) slotRequest(r *http.Request, sp slotPath, size int64) auth.SlotRequest {
+	return auth.SlotRequest{
+		Path:          sp.Path,
+		URLPath:       sp.URLPath,
+		Query:         r.URL.Query(),
+		Authorization: r.Header.Get("Authorization"),
+		Size:          size,
+		ContentType:   requestType(r),
+	}
+}
+
+// writeOffsetConflict answers a resume that does not start where the upload is.
+func (g *Gateway) writeOffsetConflict(w http.ResponseWriter, r *http.Request, offset, size int64) {
+	h := w.Header()
+	h.Set("Upload-Offset", strconv.FormatInt(offset, 10))
+	h.Set("Upload-Length", strconv.FormatInt(size, 10))
+	if offset > 0 {
+		h.Set("Range", fmt.Sprintf("bytes=0-%d", offset-1))
+	}
+	g.writeRefusal(w, r, refuse(http.StatusConflict, fmt.Sprintf("the upload continues at byte %d", offset)))
+}
+
+// putCreate creates the slot's upload and writes body to it.
+func (g *Gateway) putCreate(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, id, addr string, body io.Reader, size int64) {
+	ctype := slot.Type
+	if ctype == "" {
+		if t := requestType(r); t != nil {
+			ctype = *t
+		}
+	}
+	meta := map[string]string{"filename": sp.Segments[len(sp.Segments)-1]}
+	if ctype != "" {
+		meta["filetype"] = ctype
+	}
+	cr := &creation{slot: slot, uploadID: id, kind: auth.KindWhole, addr: addr}
+	res := g.callTusd(w, r, tusCall{
+		method: http.MethodPost,
+		header: map[string]string{"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": metadataHeader(meta)},
+		body:   body,
+		length: size,
+		ctx:    context.WithValue(r.Context(), creationKey{}, cr),
+	})
+	g.answerPut(w, r, res, size, nil)
+}
+
+// putAppend continues an upload at offset with body.
+func (g *Gateway) putAppend(w http.ResponseWriter, r *http.Request, id string, offset int64, body io.Reader, length int64, sess *auth.Session) {
+	res := g.callTusd(w, r, tusCall{
+		method: http.MethodPatch,
+		id:     id,
+		header: map[string]string{"Upload-Offset": strconv.FormatInt(offset, 10)},
+		body:   body,
+		length: length,
+	})
+	info, err := g.cfg.Storage.Info(r.Context(), id)
+	size := int64(-1)
+	if err == nil {
+		size = info.Size
+	}
+	g.answerPut(w, r, res, size, sess)
+}
+
+// answerPut turns tusd's answer into the PUT door's: exactly 201 once the file
+// is complete.
+func (g *Gateway) answerPut(w http.ResponseWriter, r *http.Request, res *captured, size int64, sess *auth.Session) {
+	off, _ := res.offset()
+	if success(res.status) && size >= 0 && off == size {
+		if sess != nil {
+			if _, _, err := g.cfg.Sessions.Touch(r.Context(), *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
+				g.log.WarnContext(r.Context(), "touch session", "upload", logID(sess.UploadID), "error", err)
+			}
+		}
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusCreated)
+		return
+	}
+	if success(res.status) {
+		// tusd stored what arrived, but the file is not complete.
+		g.writeOffsetConflict(w, r, off, size)
+		return
+	}
+	rf := &refusal{status: res.status, reason: strings.TrimSpace(tusReason(res.body.String()))}
+	if v := res.header.Get("Upload-Offset"); v != "" {
+		w.Header().Set("Upload-Offset", v)
+	}
+	if v := res.header.Get("Retry-After"); v != "" {
+		w.Header().Set("Retry-After", v)
+	}
+	g.writeRefusal(w, r, rf)
+}
+
+// tusReason strips tusd's error code from its error body ("ERR_X: reason").
+func tusReason(body string) string {
+	if _, after, ok := strings.Cut(body, ": "); ok && strings.HasPrefix(body, "ERR_") {
+		return after
+	}
+	if body == "" {
+		return "upload failed"
+	}
+	return body
+}
+
+// compareChunk is how much of a retried body is compared at a time.
+const compareChunk = 256 << 10
+
+// errDiffers marks a retried body that is not what was stored.
+var errDiffers = errors.New("the body differs from the stored bytes")
+
+// comparePrefix reads n bytes from body and from stored and reports the
+// length of their equal prefix. When they differ, the bytes read from body
+// past the equal prefix are returned so that nothing read is lost.
+func comparePrefix(body, stored io.Reader, n int64) (equal int64, pending []byte, err error) {
+	a := make([]byte, compareChunk)
+	b := make([]byte, compareChunk)
+	for equal < n {
+		k := int(min(int64(compareChunk), n-equal))
+		if _, err := io.ReadFull(body, a[:k]); err != nil {
+			return equal, nil, fmt.Errorf("read body: %w", err)
+		}
+		if _, err := io.ReadFull(stored, b[:k]); err != nil {
+			return equal, nil, fmt.Errorf("read stored bytes: %w", err)
+		}
+		if !bytes.Equal(a[:k], b[:k]) {
+			i := 0
+			for a[i] == b[i] {
+				i++
+			}
+			return equal + int64(i), append([]byte(nil), a[i:k]...), errDiffers
+		}
+		equal += int64(k)
+	}
+	return equal, nil, nil
+}
+
+// putRetry handles a plain full PUT for a slot whose upload is incomplete.
+// The client sends the whole file again. The stored prefix is compared with
+// the start of the body: if equal, the rest is appended (nothing is sent
+// twice to the store); if not, the upload starts over cleanly, with the
+// stored bytes that did match replayed first. No file mixes two bodies.
+func (g *Gateway) putRetry(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, id string, info handler.FileInfo, addr string, sess *auth.Session) {
+	ctx := r.Context()
+	size := info.Size
+	if r.ContentLength >= 0 && r.ContentLength != size {
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "Content-Length differs from the slot's size; resume with Content-Range"))
+		return
+	}
+	if info.Offset == 0 {
+		g.putAppend(w, r, id, 0, r.Body, size, sess)
+		return
+	}
+	up, err := g.cfg.Storage.Upload(ctx, id)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	stored, err := up.GetReader(ctx)
+	if err != nil {
+		// The store cannot show what it holds (e.g. an incomplete object):
+		// nothing can be proven, so start over.
+		g.putRestart(w, r, sp, slot, id, addr, nil, 0, nil, size)
+		return
+	}
+	defer stored.Close()
+	equal, pending, cerr := comparePrefix(r.Body, stored, info.Offset)
+	switch {
+	case cerr == nil:
+		g.putAppend(w, r, id, info.Offset, r.Body, size-info.Offset, sess)
+	case errors.Is(cerr, errDiffers):
+		// Keep the equal prefix: reopen the stored bytes before the upload is
+		// removed (an open file outlives its removal).
+		replay, err := up.GetReader(ctx)
+		if err != nil {
+			g.writeRefusal(w, r, refusalFor(err))
+			return
+		}
+		defer replay.Close()
+		g.putRestart(w, r, sp, slot, id, addr, replay, equal, pending, size)
+	default:
+		// The client went away during the comparison; nothing was changed.
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "request body ended early"))
+	}
+}
+
+// putRestart removes the slot's incomplete upload and creates it again from
+// prefixLen bytes of prefix, then pending, then the rest of the request body.
+func (g *Gateway) putRestart(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, id, addr string, prefix io.Reader, prefixLen int64, pending []byte, size int64) {
+	ctx := r.Context()
+	if err := g.cfg.Storage.Terminate(ctx, id); err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	g.log.InfoContext(ctx, "retried PUT differs from the stored bytes; upload starts over", "upload", logID(id), "kept", prefixLen)
+	var parts []io.Reader
+	if prefix != nil {
+		parts = append(parts, io.LimitReader(prefix, prefixLen))
+	}
+	parts = append(parts, bytes.NewReader(pending), r.Body)
+	g.putCreate(w, r, sp, slot, id, addr, io.MultiReader(parts...), size)
+}
+
+// putConfirm answers a PUT for a slot whose file is complete: 201 again when
+// the body is the same bytes (the client may have lost the first answer),
+// 409 when it differs.
+func (g *Gateway) putConfirm(w http.ResponseWriter, r *http.Request, id string, info handler.FileInfo, cr *contentRange) {
+	ctx := r.Context()
+	start, n := int64(0), info.Size
+	if cr != nil {
+		start, n = cr.first, cr.last-cr.first+1
+	} else if r.ContentLength >= 0 && r.ContentLength != info.Size {
+		g.writeRefusal(w, r, refuse(http.StatusConflict, "the slot's file is complete"))
+		return
+	}
+	up, err := g.cfg.Storage.Upload(ctx, id)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	stored, err := up.GetReader(ctx)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	defer stored.Close()
+	if _, err := io.CopyN(io.Discard, stored, start); err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	_, _, cerr := comparePrefix(r.Body, stored, n)
+	switch {
+	case cerr == nil:
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusCreated)
+	case errors.Is(cerr, errDiffers):
+		g.writeRefusal(w, r, refuse(http.StatusConflict, "the slot's file is complete and differs from this body"))
+	default:
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "request body ended early"))
+	}
+}
+
+// headAtSlot answers HEAD on a slot URL that carries its signature: the
+// resume state of the slot's upload (tus headers, and Range for what is stored).
+func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
+	ctx := r.Context()
+	id, err := g.slotUploadID(ctx, sp.Path)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	info, err := g.cfg.Storage.Info(ctx, id)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	_, verr := g.cfg.Verifier.Verify(g.slotRequestForUpload(r, sp, info))
+	if verr != nil {
+		if !errors.Is(verr, auth.ErrSlotExpired) {
+			g.writeRefusal(w, r, refusalFor(verr))
+			return
+		}
+	}
+	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
+	if serr != nil && (verr != nil || !errors.Is(serr, auth.ErrSessionNotFound)) {
+		g.writeRefusal(w, r, refusalFor(serr))
+		return
+	}
+	h := w.Header()
+	h.Set("Tus-Resumable", tusVersion)
+	h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
+	h.Set("Upload-Length", strconv.FormatInt(info.Size, 10))
+	h.Set("Cache-Control", "no-store")
+	if info.Offset > 0 {
+		h.Set("Range", fmt.Sprintf("bytes=0-%d", info.Offset-1))
+	}
+	if serr == nil {
+		h.Set("Upload-Expires", httpDate(g.slidDeadline(sess)))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// slotRequestForUpload is the slot request of a bodiless request (HEAD, the
+// first check of a tus PATCH) on a slot whose upload exists: its size and type
+// are the upload's.
+func (g *Gateway) slotRequestForUpload(r *http.Request, sp slotPath, info handler.FileInfo) auth.SlotRequest {
+	req := g.slotRequest(r, sp, info.Size)
+	if t, ok := info.MetaData["filetype"]; ok {
+		req.ContentType = &t
+	} else {
+		req.ContentType = nil
+	}
+	return req
+}
+
+// patchAtSlot is a tus PATCH sent to the slot URL itself (the slot URL is a
+// tus resource): checked like a HEAD, then passed to tusd.
+func (g *Gateway) patchAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
+	ctx := r.Context()
+	id, err := g.slotUploadID(ctx, sp.Path)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	info, err := g.cfg.Storage.Info(ctx, id)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	if _, verr := g.cfg.Verifier.Verify(g.slotRequestForUpload(r, sp, info)); verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
+		g.writeRefusal(w, r, refusalFor(verr))
+		return
+	}
+	sess, err := g.cfg.Sessions.Authorize(ctx, id)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	g.serveTusd(w, r, id, &sess)
+}

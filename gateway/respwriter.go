@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"net/http"
+)
+
+// recorder wraps a ResponseWriter to learn the final status and the bytes
+// written, and to add headers just before the status is sent. It implements
+// Unwrap so that tusd's http.ResponseController still reaches the connection
+// (read deadlines, dead-connection detection).
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	// beforeHeader runs once, before a final (non-1xx) status is written.
+	beforeHeader func(h http.Header, status int)
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if code < 200 {
+		// Informational responses (104 of the resumable-upload draft) pass through.
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	if w.beforeHeader != nil {
+		w.beforeHeader(w.ResponseWriter.Header(), code)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap gives http.ResponseController access to the underlying writer.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Status is the final status, 200 if the handler wrote nothing.
+func (w *recorder) Status() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+func success(status int) bool { return status >= 200 && status < 300 }

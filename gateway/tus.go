@@ -1,0 +1,425 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uploadgate/uploadgate/auth"
+)
+
+// creation is what the gateway decided about a tus creation before tusd runs
+// it; the pre-create hook reads it back from the request context.
+type creation struct {
+	slot     auth.Slot
+	uploadID string
+	kind     auth.Kind
+	addr     string
+}
+
+type creationKey struct{}
+
+// serveUploadBase routes requests under the upload base (the slot URLs).
+func (g *Gateway) serveUploadBase(w http.ResponseWriter, r *http.Request) {
+	sp, err := parseSlotPath(r.URL, g.cfg.UploadBase)
+	if err != nil {
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "malformed upload path"))
+		return
+	}
+	signed := hasSignature(r)
+	switch {
+	case r.Method == http.MethodPut:
+		g.putAtSlot(w, r, sp)
+	case r.Method == http.MethodPost:
+		g.createAtSlot(w, r, sp)
+	case r.Method == http.MethodPatch:
+		g.patchAtSlot(w, r, sp)
+	case r.Method == http.MethodHead && signed:
+		g.headAtSlot(w, r, sp)
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		g.serveDownload(w, r, sp)
+	case r.Method == http.MethodOptions:
+		g.serveTusd(w, r, "", nil)
+	default:
+		w.Header().Set("Allow", "PUT, POST, PATCH, HEAD, GET, OPTIONS")
+		g.writeRefusal(w, r, refuse(http.StatusMethodNotAllowed, "method not allowed on a slot URL"))
+	}
+}
+
+// hasSignature reports whether a request carries slot credentials (a HEAD
+// with them asks for the resume state, without them for the file).
+func hasSignature(r *http.Request) bool {
+	q := r.URL.Query()
+	for _, k := range []string{"v", "v2", "v3", "token"} {
+		if q.Has(k) {
+			return true
+		}
+	}
+	return r.Header.Get("Authorization") != ""
+}
+
+// verifySlot checks the slot a request claims and counts the result.
+func (g *Gateway) verifySlot(r *http.Request, sp slotPath, size int64, ctype *string) (auth.Slot, error) {
+	slot, err := g.cfg.Verifier.Verify(auth.SlotRequest{
+		Path:          sp.Path,
+		URLPath:       sp.URLPath,
+		Query:         r.URL.Query(),
+		Authorization: r.Header.Get("Authorization"),
+		Size:          size,
+		ContentType:   ctype,
+	})
+	proto := string(slot.Protocol)
+	if proto == "" {
+		proto = "unknown"
+	}
+	result := resultOK
+	switch {
+	case err == nil:
+	case errors.Is(err, auth.ErrSlotExpired):
+		result = resultExpired
+	case errors.Is(err, auth.ErrNoSignature), errors.Is(err, auth.ErrBearerRequired):
+		result = resultMissing
+	case errors.Is(err, auth.ErrMalformedSignature):
+		result = resultMalformed
+	case errors.Is(err, auth.ErrSlotMismatch), errors.Is(err, auth.ErrSizeMismatch):
+		result = resultMismatch
+	default:
+		result = resultInvalid
+	}
+	g.metrics.slotChecks.WithLabelValues(proto, result).Inc()
+	return slot, err
+}
+
+// metadataType is the content type a tus creation claims for its slot: the
+// Upload-Metadata key filetype when present (verbatim, even empty), else nil.
+func metadataType(meta map[string]string) *string {
+	if v, ok := meta["filetype"]; ok {
+		return &v
+	}
+	return nil
+}
+
+// slotUploadID is the upload a slot writes: the one it was re-bound to, or the
+// one derived from its path.
+func (g *Gateway) slotUploadID(ctx context.Context, slotPath string) (string, error) {
+	s, err := g.cfg.Sessions.AuthorizeSlot(ctx, slotPath)
+	switch {
+	case err == nil, errors.Is(err, auth.ErrSessionExpired):
+		return s.UploadID, nil
+	case errors.Is(err, auth.ErrSessionNotFound):
+		return auth.DeriveUploadID(g.cfg.IDKey, slotPath), nil
+	default:
+		return "", err
+	}
+}
+
+// createAtSlot is the tus creation: POST to a slot URL.
+func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
+	ctx := r.Context()
+	meta := handler.ParseMetadataHeader(r.Header.Get("Upload-Metadata"))
+	concat := r.Header.Get("Upload-Concat")
+	kind := auth.KindWhole
+	var size int64 = -1
+	switch {
+	case strings.HasPrefix(concat, "final;"):
+		total, rf := g.checkPartials(ctx, concat, sp)
+		if rf != nil {
+			g.writeRefusal(w, r, rf)
+			return
+		}
+		size = total
+	case concat == "partial":
+		kind = auth.KindPartial
+		// A partial's own length is not the slot's: the slot's size comes
+		// from the metadata key filesize.
+		if v, ok := meta["filesize"]; ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				g.writeRefusal(w, r, refuse(http.StatusBadRequest, "invalid filesize metadata"))
+				return
+			}
+			size = n
+		}
+	case concat != "":
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "invalid Upload-Concat header"))
+		return
+	case r.Header.Get("Upload-Defer-Length") == "":
+		n, err := strconv.ParseInt(r.Header.Get("Upload-Length"), 10, 64)
+		if err != nil || n < 0 {
+			g.writeRefusal(w, r, refuse(http.StatusBadRequest, "missing or invalid Upload-Length header"))
+			return
+		}
+		size = n
+	}
+
+	slot, err := g.verifySlot(r, sp, size, metadataType(meta))
+	expired := errors.Is(err, auth.ErrSlotExpired)
+	if err != nil && !expired {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	addr := clientAddr(r, g.cfg.TrustedProxies)
+
+	if kind == auth.KindPartial {
+		if expired {
+			g.writeRefusal(w, r, refusalFor(err))
+			return
+		}
+		id, err := auth.NewRandomUploadID()
+		if err != nil {
+			g.writeRefusal(w, r, refusalFor(err))
+			return
+		}
+		g.passCreation(w, r, &creation{slot: slot, uploadID: id, kind: kind, addr: addr})
+		return
+	}
+
+	id, lerr := g.slotUploadID(ctx, sp.Path)
+	if lerr != nil {
+		g.writeRefusal(w, r, refusalFor(lerr))
+		return
+	}
+	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
+	switch {
+	case serr == nil:
+		// The slot's upload exists or is being created: converge on it.
+		info, ierr := g.cfg.Storage.Info(ctx, id)
+		if ierr == nil {
+			if size >= 0 && !info.SizeIsDeferred && info.Size != size {
+				g.writeRefusal(w, r, refuse(http.StatusConflict, "the upload of this slot has another length"))
+				return
+			}
+			g.answerExisting(w, r, sess, info, addr)
+			return
+		}
+		if !errors.Is(ierr, handler.ErrNotFound) {
+			g.writeRefusal(w, r, refusalFor(ierr))
+			return
+		}
+	case errors.Is(serr, auth.ErrSessionNotFound):
+	default:
+		g.writeRefusal(w, r, refusalFor(serr))
+		return
+	}
+	if expired {
+		// An expired slot only reaches an upload that a live session holds.
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	g.passCreation(w, r, &creation{slot: slot, uploadID: id, kind: kind, addr: addr})
+}
+
+// passCreation hands a checked creation to tusd.
+func (g *Gateway) passCreation(w http.ResponseWriter, r *http.Request, cr *creation) {
+	r = r.WithContext(context.WithValue(r.Context(), creationKey{}, cr))
+	g.serveTusd(w, r, "", nil)
+}
+
+// checkPartials authorises the partial uploads named by a final concatenation:
+// each must be a valid ID of a live partial upload of the same slot. It
+// returns their total size.
+func (g *Gateway) checkPartials(ctx context.Context, concat string, sp slotPath) (int64, *refusal) {
+	slotKey := auth.SlotKey(sp.Path)
+	var total int64
+	n := 0
+	for _, u := range strings.Fields(strings.TrimPrefix(concat, "final;")) {
+		i := strings.LastIndex(u, g.cfg.TusBase)
+		if i < 0 {
+			return 0, refuse(http.StatusBadRequest, "invalid Upload-Concat header")
+		}
+		id := u[i+len(g.cfg.TusBase):]
+		if !auth.ValidUploadID(id) {
+			return 0, refuse(http.StatusBadRequest, "invalid upload in Upload-Concat header")
+		}
+		sess, err := g.cfg.Sessions.Authorize(ctx, auth.BaseUploadID(id))
+		if err != nil {
+			if errors.Is(err, auth.ErrSessionNotFound) || errors.Is(err, auth.ErrSessionExpired) {
+				return 0, refuse(http.StatusForbidden, "a partial upload is not part of this slot")
+			}
+			return 0, refusalFor(err)
+		}
+		if sess.Kind != auth.KindPartial || sess.SlotKey != slotKey {
+			return 0, refuse(http.StatusForbidden, "a partial upload is not part of this slot")
+		}
+		info, err := g.cfg.Storage.Info(ctx, id)
+		if err != nil {
+			return 0, refusalFor(err)
+		}
+		if info.SizeIsDeferred || info.Offset != info.Size {
+			return 0, refuse(http.StatusBadRequest, "a partial upload is not finished")
+		}
+		total += info.Size
+		n++
+	}
+	if n == 0 {
+		return 0, refuse(http.StatusBadRequest, "invalid Upload-Concat header")
+	}
+	return total, nil
+}
+
+// answerExisting answers a repeated creation for a slot whose upload exists:
+// the same upload URL and its current offset, without reading the body.
+func (g *Gateway) answerExisting(w http.ResponseWriter, r *http.Request, sess auth.Session, info handler.FileInfo, addr string) {
+	sess, _, err := g.cfg.Sessions.Touch(r.Context(), sess, addr)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	h := w.Header()
+	h.Set("Tus-Resumable", tusVersion)
+	h.Set("Location", g.uploadURL(r, info.ID))
+	h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
+	h.Set("Upload-Expires", httpDate(sess.Deadline()))
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// uploadURL is the tus URL of an upload, as tusd builds it for Location.
+func (g *Gateway) uploadURL(r *http.Request, id string) string {
+	if strings.Contains(g.tusLocation, "://") {
+		return g.tusLocation + id
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	return proto + "://" + r.Host + g.tusLocation + id
+}
+
+func httpDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
+
+// preCreate is tusd's pre-create hook: it opens the upload session for the
+// creation the gateway checked, and chooses the upload ID.
+func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
+	cr, ok := ev.Context.Value(creationKey{}).(*creation)
+	if !ok {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SLOT_REQUIRED", "uploads are created at a slot URL", http.StatusForbidden)
+	}
+	slot := cr.slot
+	if !ev.Upload.SizeIsDeferred {
+		if cr.kind == auth.KindWhole && slot.Size >= 0 && ev.Upload.Size != slot.Size {
+			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SIZE_MISMATCH", "the upload's length differs from the slot's size", http.StatusForbidden)
+		}
+		slot.Size = ev.Upload.Size
+	}
+	sess, _, err := g.cfg.Sessions.Open(ev.Context, slot, cr.uploadID, cr.kind, cr.addr)
+	if err != nil {
+		g.log.ErrorContext(ev.Context, "open session", "error", err)
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SESSION_STORE", "session store unavailable; retry later", http.StatusServiceUnavailable)
+	}
+	resp := handler.HTTPResponse{Header: handler.HTTPHeader{"Upload-Expires": httpDate(sess.Deadline())}}
+	return resp, handler.FileInfoChanges{ID: cr.uploadID}, nil
+}
+
+// preFinish marks the session of a completed upload complete before the
+// response leaves. A failure is logged: the bytes are complete either way.
+func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
+	if _, err := g.cfg.Sessions.Complete(ev.Context, auth.BaseUploadID(ev.Upload.ID)); err != nil && !errors.Is(err, auth.ErrSessionNotFound) {
+		g.log.WarnContext(ev.Context, "mark session complete", "upload", logID(ev.Upload.ID), "error", err)
+	}
+	return handler.HTTPResponse{}, nil
+}
+
+// serveTusBase routes requests for tus upload URLs. Every request that
+// reaches tusd has been authorised by the upload's session: tusd has no hook
+// for HEAD, PATCH or DELETE, and any request that takes an upload's lock cuts
+// the PATCH that is writing it.
+func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
+	id, _ := strings.CutPrefix(r.URL.Path, g.cfg.TusBase)
+	switch r.Method {
+	case http.MethodOptions:
+		g.serveTusd(w, r, "", nil)
+		return
+	case http.MethodPost:
+		if id == "" {
+			g.writeRefusal(w, r, refuse(http.StatusForbidden, "create uploads at a slot URL"))
+			return
+		}
+	case http.MethodHead, http.MethodPatch, http.MethodDelete:
+		if r.URL.RawPath != "" || !auth.ValidUploadID(id) {
+			g.writeRefusal(w, r, refuse(http.StatusNotFound, "upload not found"))
+			return
+		}
+		sess, err := g.cfg.Sessions.Authorize(r.Context(), auth.BaseUploadID(id))
+		if err != nil {
+			rf := refusalFor(err)
+			if r.Method == http.MethodHead && rf.status == http.StatusServiceUnavailable {
+				// tus-js-client restarts from byte 0 after a 5xx on HEAD but
+				// retries a 423: a store outage must not cost the upload.
+				rf = refuse(http.StatusLocked, "session store unavailable; retry later").with("Retry-After", strconv.Itoa(retryAfter))
+			}
+			g.writeRefusal(w, r, rf)
+			return
+		}
+		if r.Method == http.MethodDelete && sess.Complete {
+			g.writeRefusal(w, r, refuse(http.StatusForbidden, "a complete upload cannot be deleted through its upload URL"))
+			return
+		}
+		g.serveTusd(w, r, id, &sess)
+		return
+	}
+	w.Header().Set("Allow", "HEAD, PATCH, DELETE, OPTIONS")
+	g.writeRefusal(w, r, refuse(http.StatusMethodNotAllowed, "method not allowed on an upload URL"))
+}
+
+// serveTusd passes an authorised request for upload id ("" for creations and
+// OPTIONS) to tusd and keeps the session in step with its outcome.
+func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, sess *auth.Session) {
+	// tusd takes the upload ID from the path, which must be stripped of the base.
+	u := *r.URL
+	u.Path, u.RawPath = id, ""
+	r2 := *r
+	r2.URL = &u
+	r = &r2
+	rec := &recorder{ResponseWriter: w}
+	rec.beforeHeader = func(h http.Header, status int) {
+		if v := h.Get("Tus-Extension"); v != "" {
+			h.Set("Tus-Extension", v+",expiration")
+		}
+		if sess != nil && success(status) && r.Method != http.MethodDelete {
+			h.Set("Upload-Expires", httpDate(g.slidDeadline(*sess)))
+		}
+	}
+	var fn http.HandlerFunc
+	switch r.Method {
+	case http.MethodPost:
+		fn = g.tusd.PostFile
+	case http.MethodHead:
+		fn = g.tusd.HeadFile
+	case http.MethodPatch:
+		fn = g.tusd.PatchFile
+	case http.MethodDelete:
+		fn = g.tusd.DelFile
+	default:
+		// OPTIONS is answered by tusd's middleware itself.
+		fn = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
+	}
+	g.tusdMW(fn).ServeHTTP(rec, r)
+	if sess == nil || !success(rec.Status()) {
+		return
+	}
+	ctx := r.Context()
+	if r.Method == http.MethodDelete {
+		if err := g.cfg.Sessions.Forget(ctx, sess.UploadID); err != nil {
+			g.log.WarnContext(ctx, "forget session", "upload", logID(sess.UploadID), "error", err)
+		}
+		return
+	}
+	if _, _, err := g.cfg.Sessions.Touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
+		g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
+	}
+}
+
+// slidDeadline is the session's deadline once the current request has slid it.
+func (g *Gateway) slidDeadline(s auth.Session) time.Time {
+	d := g.now().Add(g.cfg.Sessions.Policy().IdleTTL)
+	if s.AbsDeadline.Before(d) {
+		return s.AbsDeadline
+	}
+	return d
+}
