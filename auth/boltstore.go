@@ -152,7 +152,7 @@ func (b *BoltStore) Create(ctx context.Context, s Session) (stored Session, crea
 			return err
 		}
 		created = true
-		if s.SlotKey != "" && bk.slots.Get([]byte(s.SlotKey)) == nil {
+		if mapsSlot(s) && bk.slots.Get([]byte(s.SlotKey)) == nil {
 			return mapSlot(bk, s.SlotKey, s.UploadID)
 		}
 		return nil

@@ -61,7 +61,7 @@ func (m *MemoryStore) Create(ctx context.Context, s Session) (Session, bool, err
 	}
 	s = normalizeSession(s)
 	m.sessions[s.UploadID] = s
-	if _, mapped := m.slots[s.SlotKey]; !mapped && s.SlotKey != "" {
+	if _, mapped := m.slots[s.SlotKey]; !mapped && mapsSlot(s) {
 		m.slots[s.SlotKey] = s.UploadID
 	}
 	return s, true, nil
@@ -218,6 +218,11 @@ func checkNewSession(s Session) error {
 		return fmt.Errorf("create session: upload id longer than %d bytes", maxStoredUploadID)
 	}
 	return nil
+}
+
+// mapsSlot reports whether Create maps the slot of s.
+func mapsSlot(s Session) bool {
+	return s.Kind == KindWhole && s.SlotKey != ""
 }
 
 // normalizeSession strips monotonic clock readings so that a session reads

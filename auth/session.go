@@ -92,9 +92,11 @@ var (
 // upload ID or slot key (they end up in logs).
 type Store interface {
 	// Create stores s unless a session with the same UploadID exists, and maps
-	// s.SlotKey to s.UploadID unless the slot is already mapped. It returns the
-	// stored session and whether it was created by this call; when one existed,
-	// the existing session is returned unchanged.
+	// s.SlotKey to s.UploadID unless the slot is already mapped. Only KindWhole
+	// sessions map their slot: the slot leads to the upload that holds its file,
+	// never to a partial upload. It returns the stored session and whether it was
+	// created by this call; when one existed, the existing session is returned
+	// unchanged (and nothing is mapped).
 	Create(ctx context.Context, s Session) (stored Session, created bool, err error)
 	// Get returns the session of an upload, or ErrSessionNotFound.
 	Get(ctx context.Context, uploadID string) (Session, error)

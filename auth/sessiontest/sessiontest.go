@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) auth.Store) {
 	}{
 		{"CreateIfAbsent", testCreateIfAbsent},
 		{"CreateMapsSlotOnce", testCreateMapsSlotOnce},
+		{"CreatePartialMapsNoSlot", testCreatePartialMapsNoSlot},
 		{"CreateConcurrent", testCreateConcurrent},
 		{"CreateRejectsEmptyID", testCreateRejectsEmptyID},
 		{"NotFound", testNotFound},
@@ -221,14 +222,32 @@ func testCreateIfAbsent(t *testing.T, st auth.Store) {
 func testCreateMapsSlotOnce(t *testing.T, st auth.Store) {
 	a := mustCreate(t, st, Sample(1))
 	wantSlot(t, st, a.SlotKey, a.UploadID)
-	// Another upload under the same slot (a partial upload of a concatenation)
-	// is stored but does not take the slot's mapping.
+	// Another upload with the same slot key is stored but does not take the
+	// slot's mapping.
 	b := Sample(2)
 	b.SlotKey = a.SlotKey
-	b.Kind = auth.KindPartial
 	mustCreate(t, st, b)
 	wantSlot(t, st, a.SlotKey, a.UploadID)
 	wantSession(t, st, b)
+}
+
+func testCreatePartialMapsNoSlot(t *testing.T, st auth.Store) {
+	// A partial upload of a concatenation never takes its slot's mapping, even
+	// when it is the first upload under the slot ...
+	p := Sample(1)
+	p.Kind = auth.KindPartial
+	mustCreate(t, st, p)
+	wantSlot(t, st, p.SlotKey, "")
+	// ... which the whole upload then gets.
+	w := Sample(2)
+	w.SlotKey = p.SlotKey
+	mustCreate(t, st, w)
+	wantSlot(t, st, p.SlotKey, w.UploadID)
+	// Deleting the partial upload leaves it.
+	if err := st.Delete(context.Background(), p.UploadID); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	wantSlot(t, st, p.SlotKey, w.UploadID)
 }
 
 func testCreateConcurrent(t *testing.T, st auth.Store) {

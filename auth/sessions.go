@@ -1,0 +1,445 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Policy sets the lifetimes of upload sessions.
+type Policy struct {
+	// IdleTTL is how long a session lives after its last accepted request (sliding).
+	IdleTTL time.Duration
+	// MaxTTL caps a session's life since it was opened (or last re-bound).
+	MaxTTL time.Duration
+	// Retention is how long the partial data of an incomplete upload is kept
+	// after its session's deadline, so that a rebind can still continue it.
+	Retention time.Duration
+	// FileRetention is how long a complete file is kept when its slot gave no
+	// expiry; zero (or negative) keeps it forever.
+	FileRetention time.Duration
+	// TouchInterval throttles the writes of sliding deadlines: at most one per
+	// session per interval. Address changes and state changes are always written.
+	TouchInterval time.Duration
+	// MaxRebinds is how often an upload may be re-bound to a fresh slot; a
+	// negative value allows none.
+	MaxRebinds int
+	// MaxAge bounds the total age of an upload across rebinds: no rebind, and no
+	// deadline, later than this after the upload was first created.
+	MaxAge time.Duration
+}
+
+// Policy defaults.
+const (
+	DefaultIdleTTL       = 24 * time.Hour
+	DefaultMaxTTL        = 72 * time.Hour
+	DefaultRetention     = 7 * 24 * time.Hour
+	DefaultTouchInterval = time.Minute
+	DefaultMaxRebinds    = 3
+	DefaultMaxAge        = 14 * 24 * time.Hour
+)
+
+// DefaultPolicy returns the default lifetimes: 24 h idle, 72 h in all, partial
+// data kept 7 days past the deadline, complete files kept forever, deadlines
+// written at most once a minute, 3 rebinds within 14 days.
+func DefaultPolicy() Policy {
+	return Policy{
+		IdleTTL:       DefaultIdleTTL,
+		MaxTTL:        DefaultMaxTTL,
+		Retention:     DefaultRetention,
+		TouchInterval: DefaultTouchInterval,
+		MaxRebinds:    DefaultMaxRebinds,
+		MaxAge:        DefaultMaxAge,
+	}
+}
+
+// withDefaults replaces zero or negative durations (except FileRetention) and
+// a zero MaxRebinds by their defaults.
+func (p Policy) withDefaults() Policy {
+	d := DefaultPolicy()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&p.IdleTTL, &d.IdleTTL},
+		{&p.MaxTTL, &d.MaxTTL},
+		{&p.Retention, &d.Retention},
+		{&p.TouchInterval, &d.TouchInterval},
+		{&p.MaxAge, &d.MaxAge},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	switch {
+	case p.MaxRebinds == 0:
+		p.MaxRebinds = d.MaxRebinds
+	case p.MaxRebinds < 0:
+		p.MaxRebinds = 0
+	}
+	if p.FileRetention < 0 {
+		p.FileRetention = 0
+	}
+	return p
+}
+
+// Session manager errors.
+var (
+	// ErrSessionExpired: the session exists but no longer authorises requests
+	// (or, for a rebind, its upload's retention has ended).
+	ErrSessionExpired = errors.New("upload session expired")
+	// ErrRebindLimit: the upload was re-bound too often or is too old to be re-bound.
+	ErrRebindLimit = errors.New("upload cannot be re-bound again")
+	// ErrRebindMismatch: the fresh slot is not for an upload like this one
+	// (another size or type), or the upload is not one that a slot re-binds.
+	ErrRebindMismatch = errors.New("slot does not match the upload")
+	// ErrUploadComplete: the upload is complete; it takes no more data.
+	ErrUploadComplete = errors.New("upload is already complete")
+)
+
+// errNoWrite aborts a store update that turned out to change nothing.
+var errNoWrite = errors.New("nothing to write")
+
+// Sessions applies the session policy on top of a Store: it opens sessions
+// when a slot is first used, authorises requests, slides deadlines, records
+// completion and re-binds uploads to fresh slots. Sessions never see a slot
+// signature again after Open, so rotating slot secrets does not affect them.
+//
+// Every method takes an upload ID in the form the gateway received it: an
+// optional "+…" storage suffix is dropped (sessions are keyed by BaseUploadID).
+// A Sessions is safe for concurrent use.
+type Sessions struct {
+	store Store
+	p     Policy
+	now   func() time.Time
+}
+
+// NewSessions returns a manager of the sessions in store under policy p (zero
+// fields take their defaults; see Policy). now is the clock (time.Now if nil).
+func NewSessions(store Store, p Policy, now func() time.Time) *Sessions {
+	if now == nil {
+		now = time.Now
+	}
+	return &Sessions{store: store, p: p.withDefaults(), now: now}
+}
+
+// Policy returns the policy in force, defaults filled in.
+func (m *Sessions) Policy() Policy { return m.p }
+
+// Open binds a verified slot to an upload at its first valid use: it creates
+// the session of uploadID unless one exists (create-if-absent on the upload ID
+// and, for the whole upload, on the slot key).
+//
+// A concurrent or repeated Open for the same upload returns the existing
+// session with created=false and changes nothing; the caller checks Live. When
+// the slot of a KindWhole Open has been re-bound to an earlier upload, Open
+// returns that upload's session (created=false): the caller must use the
+// returned session's UploadID, not the one it passed.
+func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Kind, addr string) (Session, bool, error) {
+	id := BaseUploadID(uploadID)
+	switch {
+	case !ValidUploadID(id):
+		return Session{}, false, errors.New("open session: invalid upload id")
+	case kind != KindWhole && kind != KindPartial:
+		return Session{}, false, fmt.Errorf("open session: unknown upload kind %q", kind)
+	case slot.Path == "":
+		return Session{}, false, errors.New("open session: slot without path")
+	}
+	now := m.now()
+	key := SlotKey(slot.Path)
+
+	if kind == KindWhole {
+		s, found, err := m.reboundTo(ctx, key, id)
+		if err != nil {
+			return Session{}, false, fmt.Errorf("open upload session: %w", err)
+		}
+		if found {
+			return s, false, nil
+		}
+	}
+
+	abs := minTime(now.Add(m.p.MaxTTL), now.Add(m.p.MaxAge))
+	s := Session{
+		UploadID:      id,
+		SlotKey:       key,
+		SlotPath:      slot.Path,
+		Kind:          kind,
+		Protocol:      slot.Protocol,
+		SignatureHash: slot.SignatureHash,
+		Size:          slot.Size,
+		Type:          slot.Type,
+		Created:       now,
+		LastSeen:      now,
+		IdleDeadline:  minTime(now.Add(m.p.IdleTTL), abs),
+		AbsDeadline:   abs,
+		FileExpires:   slot.FileExpires,
+		FirstCreated:  now,
+		LastAddr:      addr,
+	}
+	s.SweepAt = m.incompleteSweepAt(s)
+	stored, created, err := m.store.Create(ctx, s)
+	if err != nil {
+		return Session{}, false, fmt.Errorf("open upload session: %w", err)
+	}
+	return stored, created, nil
+}
+
+// reboundTo returns the session of the whole upload that slotKey was re-bound
+// to, if it is another upload than id.
+func (m *Sessions) reboundTo(ctx context.Context, slotKey, id string) (Session, bool, error) {
+	mapped, err := m.store.LookupSlot(ctx, slotKey)
+	if errors.Is(err, ErrSessionNotFound) || err == nil && mapped == id {
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, err
+	}
+	s, err := m.store.Get(ctx, mapped)
+	if errors.Is(err, ErrSessionNotFound) { // deleted meanwhile
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, err
+	}
+	return s, s.Kind == KindWhole, nil
+}
+
+// Authorize returns the session of uploadID if it is live. Otherwise it fails
+// with ErrSessionNotFound, or returns the session with ErrSessionExpired.
+func (m *Sessions) Authorize(ctx context.Context, uploadID string) (Session, error) {
+	s, err := m.store.Get(ctx, BaseUploadID(uploadID))
+	if err != nil {
+		return Session{}, fmt.Errorf("authorize upload: %w", err)
+	}
+	if !s.Live(m.now()) {
+		return s, fmt.Errorf("authorize upload: %w", ErrSessionExpired)
+	}
+	return s, nil
+}
+
+// AuthorizeSlot is Authorize for the upload a slot path is mapped to (the
+// whole upload opened with it, or the one it was re-bound to).
+func (m *Sessions) AuthorizeSlot(ctx context.Context, slotPath string) (Session, error) {
+	id, err := m.store.LookupSlot(ctx, SlotKey(slotPath))
+	if err != nil {
+		return Session{}, fmt.Errorf("authorize slot upload: %w", err)
+	}
+	return m.Authorize(ctx, id)
+}
+
+// Touch records a request that the session authorised and that succeeded: it
+// slides IdleDeadline to now+IdleTTL (never past AbsDeadline), sets LastSeen,
+// and counts a change of client address (addr != LastAddr; "" is no address).
+// It writes only when TouchInterval has passed since the stored LastSeen or
+// the address changed (s, as Authorize returned it, lets a throttled touch
+// skip the store entirely), and returns the session as it now stands and
+// whether the address changed. It never resurrects an expired session: then it
+// writes nothing and returns the stored session with ErrSessionExpired.
+// Call it only after the request succeeded, with a context that outlives the
+// client's connection (the write must land even if the client hung up).
+func (m *Sessions) Touch(ctx context.Context, s Session, addr string) (Session, bool, error) {
+	now := m.now()
+	if s.Live(now) && !addrChanged(s, addr) && !m.touchDue(s, now) {
+		return s, false, nil // throttled: nothing to read or write
+	}
+	var (
+		cur     Session
+		changed bool
+		expired bool
+	)
+	out, err := m.store.Update(ctx, BaseUploadID(s.UploadID), func(p *Session) error {
+		cur, changed, expired = *p, false, false
+		if !p.Live(now) {
+			expired = true
+			return errNoWrite
+		}
+		changed = addrChanged(*p, addr)
+		if !changed && !m.touchDue(*p, now) {
+			return errNoWrite
+		}
+		if now.After(p.LastSeen) {
+			p.LastSeen = now
+		}
+		if idle := minTime(now.Add(m.p.IdleTTL), p.AbsDeadline); idle.After(p.IdleDeadline) {
+			p.IdleDeadline = idle
+		}
+		if changed {
+			p.LastAddr = addr
+			p.Addrs++
+		}
+		if !p.Complete {
+			p.SweepAt = m.incompleteSweepAt(*p)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoWrite) && expired:
+		return cur, false, fmt.Errorf("touch upload session: %w", ErrSessionExpired)
+	case errors.Is(err, errNoWrite):
+		return cur, false, nil
+	case err != nil:
+		return Session{}, false, fmt.Errorf("touch upload session: %w", err)
+	}
+	return out, changed, nil
+}
+
+func (m *Sessions) touchDue(s Session, now time.Time) bool {
+	return now.Sub(s.LastSeen) >= m.p.TouchInterval
+}
+
+func addrChanged(s Session, addr string) bool {
+	return addr != "" && addr != s.LastAddr
+}
+
+// Complete marks the upload complete (idempotent: a complete session is
+// returned unchanged) and sets its SweepAt to the file's expiry: FileExpires
+// if the slot gave one, else now+FileRetention, else never. A partial upload
+// of a concatenation is only needed until the final upload is assembled, so it
+// keeps being swept like an incomplete upload.
+func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, error) {
+	now := m.now()
+	var cur Session
+	out, err := m.store.Update(ctx, BaseUploadID(uploadID), func(p *Session) error {
+		cur = *p
+		if p.Complete {
+			return errNoWrite
+		}
+		p.Complete = true
+		p.CompletedAt = now
+		switch {
+		case p.Kind == KindPartial:
+			p.SweepAt = m.incompleteSweepAt(*p)
+		case !p.FileExpires.IsZero():
+			p.SweepAt = p.FileExpires
+		case m.p.FileRetention > 0:
+			p.SweepAt = now.Add(m.p.FileRetention)
+		default:
+			p.SweepAt = time.Time{}
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoWrite):
+		return cur, nil
+	case err != nil:
+		return Session{}, fmt.Errorf("complete upload: %w", err)
+	}
+	return out, nil
+}
+
+// Rebind re-authorises an incomplete upload with a fresh verified slot, for a
+// client that was offline past its session's deadline. The slot must be for
+// the same size and type (where both are known), else ErrRebindMismatch; only
+// the whole upload of a slot is re-bound (ErrRebindMismatch for a partial one).
+// It is allowed even after the session expired, until the upload's retention
+// ends (then ErrSessionExpired); at most MaxRebinds times and within MaxAge of
+// FirstCreated (else ErrRebindLimit); ErrUploadComplete for a complete upload.
+//
+// Atomically it maps the new slot to the upload, opens new deadlines (the
+// absolute one capped by FirstCreated+MaxAge), increments Rebinds and takes
+// the slot's SignatureHash, Protocol, SlotPath and FileExpires. Repeating it
+// with the same slot (same SignatureHash) while the session lives returns the
+// session unchanged, without counting again.
+func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr string) (Session, error) {
+	if slot.Path == "" {
+		return Session{}, errors.New("rebind upload: slot without path")
+	}
+	now := m.now()
+	key := SlotKey(slot.Path)
+	var cur Session
+	out, err := m.store.Rebind(ctx, BaseUploadID(uploadID), key, func(p *Session) error {
+		cur = *p
+		if p.Kind != KindWhole {
+			return fmt.Errorf("a partial upload is not re-bound: %w", ErrRebindMismatch)
+		}
+		if p.SignatureHash == slot.SignatureHash && p.SlotKey == key && p.Live(now) {
+			return errNoWrite // a repeated rebind, or the slot the session was opened with
+		}
+		if p.Complete {
+			return ErrUploadComplete
+		}
+		if !p.SweepAt.IsZero() && !now.Before(p.SweepAt) {
+			return fmt.Errorf("the upload's retention has ended: %w", ErrSessionExpired)
+		}
+		if slot.Size >= 0 && p.Size >= 0 && slot.Size != p.Size {
+			return fmt.Errorf("slot size %d, upload size %d: %w", slot.Size, p.Size, ErrRebindMismatch)
+		}
+		if slot.Type != "" && p.Type != "" && slot.Type != p.Type {
+			return fmt.Errorf("slot and upload differ in content type: %w", ErrRebindMismatch)
+		}
+		if p.Rebinds >= m.p.MaxRebinds {
+			return fmt.Errorf("re-bound %d times already: %w", p.Rebinds, ErrRebindLimit)
+		}
+		ageCap := p.FirstCreated.Add(m.p.MaxAge)
+		if !now.Before(ageCap) {
+			return fmt.Errorf("the upload is older than %s: %w", m.p.MaxAge, ErrRebindLimit)
+		}
+
+		p.Rebinds++
+		p.SlotKey = key
+		p.SlotPath = slot.Path
+		p.SignatureHash = slot.SignatureHash
+		p.Protocol = slot.Protocol
+		p.FileExpires = slot.FileExpires
+		if p.Size < 0 {
+			p.Size = slot.Size
+		}
+		if p.Type == "" {
+			p.Type = slot.Type
+		}
+		p.Created = now
+		p.LastSeen = now
+		p.AbsDeadline = minTime(now.Add(m.p.MaxTTL), ageCap)
+		p.IdleDeadline = minTime(now.Add(m.p.IdleTTL), p.AbsDeadline)
+		if addrChanged(*p, addr) {
+			p.LastAddr = addr
+			p.Addrs++
+		}
+		p.SweepAt = m.incompleteSweepAt(*p)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errNoWrite):
+		return cur, nil
+	case err != nil:
+		return Session{}, fmt.Errorf("rebind upload: %w", err)
+	}
+	return out, nil
+}
+
+// Due returns up to limit sessions whose SweepAt has passed, oldest first: the
+// uploads that the clean-up deletes (data first, then Forget).
+func (m *Sessions) Due(ctx context.Context, limit int) ([]Session, error) {
+	due, err := m.store.Expired(ctx, m.now(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list due upload sessions: %w", err)
+	}
+	return due, nil
+}
+
+// Forget deletes the session of an upload and its slot mappings (idempotent).
+func (m *Sessions) Forget(ctx context.Context, uploadID string) error {
+	if err := m.store.Delete(ctx, BaseUploadID(uploadID)); err != nil {
+		return fmt.Errorf("forget upload session: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the session store is reachable (for /readyz).
+func (m *Sessions) Ping(ctx context.Context) error {
+	if err := m.store.Ping(ctx); err != nil {
+		return fmt.Errorf("check session store: %w", err)
+	}
+	return nil
+}
+
+// incompleteSweepAt is when the clean-up may delete an incomplete upload: the
+// retention period after the session's deadline.
+func (m *Sessions) incompleteSweepAt(s Session) time.Time {
+	return s.Deadline().Add(m.p.Retention)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

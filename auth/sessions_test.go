@@ -1,0 +1,1020 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/sessiontest"
+)
+
+// fakeClock is an injectable clock, safe for concurrent use.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2030, 3, 4, 10, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// countingStore counts the writes that reach a Store (Create, Update, Rebind,
+// Delete calls whose fn did not abort them).
+type countingStore struct {
+	auth.Store
+	writes atomic.Int64
+}
+
+func (c *countingStore) Create(ctx context.Context, s auth.Session) (auth.Session, bool, error) {
+	st, created, err := c.Store.Create(ctx, s)
+	if created {
+		c.writes.Add(1)
+	}
+	return st, created, err
+}
+
+func (c *countingStore) Update(ctx context.Context, id string, fn func(*auth.Session) error) (auth.Session, error) {
+	s, err := c.Store.Update(ctx, id, fn)
+	if err == nil {
+		c.writes.Add(1)
+	}
+	return s, err
+}
+
+func (c *countingStore) Rebind(ctx context.Context, id, key string, fn func(*auth.Session) error) (auth.Session, error) {
+	s, err := c.Store.Rebind(ctx, id, key, fn)
+	if err == nil {
+		c.writes.Add(1)
+	}
+	return s, err
+}
+
+func (c *countingStore) Delete(ctx context.Context, id string) error {
+	c.writes.Add(1)
+	return c.Store.Delete(ctx, id)
+}
+
+// sessEnv is a manager over a counting in-memory store with a fake clock.
+type sessEnv struct {
+	clock *fakeClock
+	store *countingStore
+	m     *auth.Sessions
+}
+
+func newSessEnv(t *testing.T, p auth.Policy) *sessEnv {
+	t.Helper()
+	mem := auth.NewMemoryStore()
+	t.Cleanup(func() { mem.Close() })
+	e := &sessEnv{clock: newFakeClock(), store: &countingStore{Store: mem}}
+	e.m = auth.NewSessions(e.store, p, e.clock.Now)
+	return e
+}
+
+// testSlot returns a verified v2 slot for path with a signature hash derived from sig.
+func testSlot(path string, size int64, sig string) auth.Slot {
+	return auth.Slot{
+		Protocol:      auth.ProtoV2,
+		Path:          path,
+		Size:          size,
+		Type:          "image/jpeg",
+		SignatureHash: sha256.Sum256([]byte(sig)),
+	}
+}
+
+var sessIDKey = []byte("0123456789abcdef0123456789abcdef")
+
+func (e *sessEnv) open(t *testing.T, slot auth.Slot, addr string) auth.Session {
+	t.Helper()
+	s, created, err := e.m.Open(context.Background(), slot, auth.DeriveUploadID(sessIDKey, slot.Path), auth.KindWhole, addr)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if !created {
+		t.Fatalf("Open of a new upload: created = false")
+	}
+	return s
+}
+
+func (e *sessEnv) stored(t *testing.T, id string) auth.Session {
+	t.Helper()
+	s, err := e.store.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	return s
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	want := auth.Policy{
+		IdleTTL:       24 * time.Hour,
+		MaxTTL:        72 * time.Hour,
+		Retention:     7 * 24 * time.Hour,
+		FileRetention: 0,
+		TouchInterval: time.Minute,
+		MaxRebinds:    3,
+		MaxAge:        14 * 24 * time.Hour,
+	}
+	if got := auth.DefaultPolicy(); got != want {
+		t.Fatalf("DefaultPolicy() = %+v, want %+v", got, want)
+	}
+	tests := []struct {
+		name string
+		in   auth.Policy
+		want auth.Policy
+	}{
+		{"zero takes defaults", auth.Policy{}, want},
+		{"negative durations take defaults", auth.Policy{IdleTTL: -1, MaxTTL: -1, Retention: -1, TouchInterval: -1, MaxAge: -1, FileRetention: -1}, want},
+		{"negative MaxRebinds allows none", auth.Policy{MaxRebinds: -1}, func() auth.Policy { p := want; p.MaxRebinds = 0; return p }()},
+		{"set values kept", auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour},
+			auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := auth.NewSessions(auth.NewMemoryStore(), tc.in, nil).Policy(); got != tc.want {
+				t.Errorf("Policy() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOpenFields(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   auth.Policy
+		idle     time.Duration // after now
+		abs      time.Duration
+		retained time.Duration // SweepAt after now
+	}{
+		{"defaults", auth.DefaultPolicy(), 24 * time.Hour, 72 * time.Hour, 24*time.Hour + 7*24*time.Hour},
+		{"idle capped by max", auth.Policy{IdleTTL: 5 * time.Hour, MaxTTL: 2 * time.Hour, Retention: time.Hour}, 2 * time.Hour, 2 * time.Hour, 3 * time.Hour},
+		{"max capped by max age", auth.Policy{IdleTTL: 5 * time.Hour, MaxTTL: 10 * time.Hour, MaxAge: 4 * time.Hour, Retention: time.Hour}, 4 * time.Hour, 4 * time.Hour, 5 * time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSessEnv(t, tc.policy)
+			now := e.clock.Now()
+			slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+			slot.FileExpires = now.Add(30 * 24 * time.Hour)
+			id := auth.DeriveUploadID(sessIDKey, slot.Path)
+			got, created, err := e.m.Open(context.Background(), slot, id, auth.KindWhole, "192.0.2.1")
+			if err != nil || !created {
+				t.Fatalf("Open = %v, %v", created, err)
+			}
+			want := auth.Session{
+				UploadID:      id,
+				SlotKey:       auth.SlotKey(slot.Path),
+				SlotPath:      slot.Path,
+				Kind:          auth.KindWhole,
+				Protocol:      auth.ProtoV2,
+				SignatureHash: slot.SignatureHash,
+				Size:          4096,
+				Type:          "image/jpeg",
+				Created:       now,
+				LastSeen:      now,
+				IdleDeadline:  now.Add(tc.idle),
+				AbsDeadline:   now.Add(tc.abs),
+				FileExpires:   slot.FileExpires,
+				FirstCreated:  now,
+				SweepAt:       now.Add(tc.retained),
+				LastAddr:      "192.0.2.1",
+			}
+			if !sessiontest.Equal(got, want) {
+				t.Errorf("Open returned\n%+v\nwant\n%+v", got, want)
+			}
+			if stored := e.stored(t, id); !sessiontest.Equal(stored, want) {
+				t.Errorf("stored\n%+v\nwant\n%+v", stored, want)
+			}
+			if mapped, err := e.store.LookupSlot(context.Background(), auth.SlotKey(slot.Path)); err != nil || mapped != id {
+				t.Errorf("slot mapped to %q, %v; want the upload", mapped, err)
+			}
+		})
+	}
+}
+
+func TestOpenRepeated(t *testing.T) {
+	e := newSessEnv(t, auth.DefaultPolicy())
+	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	first := e.open(t, slot, "192.0.2.1")
+	e.clock.Advance(time.Hour)
+	writes := e.store.writes.Load()
+	// Same upload again (a retry, or the loser of a race), even with another
+	// slot signature and address: the first session, unchanged.
+	again, created, err := e.m.Open(context.Background(), testSlot(slot.Path, 4096, "sig-2"), first.UploadID, auth.KindWhole, "198.51.100.9")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if created {
+		t.Error("repeated Open: created = true")
+	}
+	if !sessiontest.Equal(again, first) {
+		t.Errorf("repeated Open returned\n%+v\nwant\n%+v", again, first)
+	}
+	if w := e.store.writes.Load() - writes; w != 0 {
+		t.Errorf("repeated Open wrote %d times", w)
+	}
+}
+
+func TestOpenConcurrent(t *testing.T) {
+	e := newSessEnv(t, auth.DefaultPolicy())
+	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	id := auth.DeriveUploadID(sessIDKey, slot.Path)
+	const n = 50
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		created atomic.Int64
+		got     [n]auth.Session
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			s, c, err := e.m.Open(context.Background(), slot, id, auth.KindWhole, fmt.Sprintf("203.0.113.%d", i))
+			if err != nil {
+				t.Errorf("Open: %v", err)
+			}
+			if c {
+				created.Add(1)
+			}
+			got[i] = s
+		})
+	}
+	close(start)
+	wg.Wait()
+	if c := created.Load(); c != 1 {
+		t.Fatalf("%d of %d concurrent Opens created the session, want 1", c, n)
+	}
+	stored := e.stored(t, id)
+	for i := range n {
+		if !sessiontest.Equal(got[i], stored) {
+			t.Errorf("Open %d returned a session that differs from the stored one", i)
+		}
+	}
+}
+
+func TestOpenRejects(t *testing.T) {
+	e := newSessEnv(t, auth.DefaultPolicy())
+	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	id := auth.DeriveUploadID(sessIDKey, slot.Path)
+	tests := []struct {
+		name string
+		slot auth.Slot
+		id   string
+		kind auth.Kind
+	}{
+		{"empty id", slot, "", auth.KindWhole},
+		{"malformed id", slot, "../../etc/passwd", auth.KindWhole},
+		{"upper-case id", slot, strings.ToUpper(id), auth.KindWhole},
+		{"unknown kind", slot, id, auth.Kind("final")},
+		{"slot without path", auth.Slot{Protocol: auth.ProtoV2, Size: 1}, id, auth.KindWhole},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := e.m.Open(context.Background(), tc.slot, tc.id, tc.kind, ""); err == nil {
+				t.Fatal("Open succeeded")
+			}
+			if w := e.store.writes.Load(); w != 0 {
+				t.Fatalf("a rejected Open wrote %d times", w)
+			}
+		})
+	}
+}
+
+func TestOpenPartialUploads(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.DefaultPolicy())
+	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	var partials []string
+	for range 3 {
+		id, err := auth.NewRandomUploadID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, created, err := e.m.Open(ctx, slot, id, auth.KindPartial, "192.0.2.1")
+		if err != nil || !created {
+			t.Fatalf("Open of a partial upload = %v, %v", created, err)
+		}
+		if s.Kind != auth.KindPartial || s.SlotKey != auth.SlotKey(slot.Path) {
+			t.Fatalf("partial session %+v", s)
+		}
+		partials = append(partials, id)
+	}
+	// The partial uploads do not take the slot: the whole upload does.
+	whole := e.open(t, slot, "192.0.2.1")
+	for _, id := range append(partials, whole.UploadID) {
+		if _, err := e.m.Authorize(ctx, id); err != nil {
+			t.Errorf("Authorize: %v", err)
+		}
+	}
+	got, err := e.m.AuthorizeSlot(ctx, slot.Path)
+	if err != nil || got.UploadID != whole.UploadID {
+		t.Fatalf("AuthorizeSlot = %q, %v; want the whole upload", got.UploadID, err)
+	}
+	// A partial upload is not re-bound.
+	if _, err := e.m.Rebind(ctx, partials[0], testSlot("d2/photo.jpg", 4096, "sig-2"), ""); !errors.Is(err, auth.ErrRebindMismatch) {
+		t.Errorf("Rebind of a partial upload: err = %v, want ErrRebindMismatch", err)
+	}
+}
+
+func TestAuthorizeExpiry(t *testing.T) {
+	ctx := context.Background()
+	p := auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 25 * time.Hour, TouchInterval: time.Minute}
+	tests := []struct {
+		name    string
+		touches []time.Duration // offsets from Open at which a request succeeds
+		at      time.Duration
+		wantErr error
+	}{
+		{"at open", nil, 0, nil},
+		{"just before idle", nil, 10*time.Hour - time.Nanosecond, nil},
+		{"at idle deadline", nil, 10 * time.Hour, auth.ErrSessionExpired},
+		{"slid by a touch", []time.Duration{9 * time.Hour}, 18 * time.Hour, nil},
+		{"slid idle then expired", []time.Duration{9 * time.Hour}, 19 * time.Hour, auth.ErrSessionExpired},
+		{"absolute cap despite touches", []time.Duration{8 * time.Hour, 16 * time.Hour, 24 * time.Hour}, 25 * time.Hour, auth.ErrSessionExpired},
+		{"just before the cap", []time.Duration{8 * time.Hour, 16 * time.Hour, 24 * time.Hour}, 25*time.Hour - time.Nanosecond, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSessEnv(t, p)
+			start := e.clock.Now()
+			s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "")
+			for _, at := range tc.touches {
+				e.clock.Set(start.Add(at))
+				cur, err := e.m.Authorize(ctx, s.UploadID)
+				if err != nil {
+					t.Fatalf("Authorize before touch at %s: %v", at, err)
+				}
+				if _, _, err := e.m.Touch(ctx, cur, ""); err != nil {
+					t.Fatalf("Touch at %s: %v", at, err)
+				}
+			}
+			e.clock.Set(start.Add(tc.at))
+			got, err := e.m.Authorize(ctx, s.UploadID)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("Authorize = %v, want %v", err, tc.wantErr)
+			}
+			if got.UploadID != s.UploadID {
+				t.Errorf("Authorize returned session %q, want the upload's even when expired", got.UploadID)
+			}
+		})
+	}
+}
+
+func TestAuthorizeNotFound(t *testing.T) {
+	e := newSessEnv(t, auth.DefaultPolicy())
+	if _, err := e.m.Authorize(context.Background(), auth.DeriveUploadID(sessIDKey, "nope")); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Authorize of an unknown upload: err = %v, want ErrSessionNotFound", err)
+	}
+	if _, err := e.m.AuthorizeSlot(context.Background(), "nope/x"); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("AuthorizeSlot of an unknown slot: err = %v, want ErrSessionNotFound", err)
+	}
+}
+
+func TestAuthorizeStorageSuffix(t *testing.T) {
+	e := newSessEnv(t, auth.DefaultPolicy())
+	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "")
+	got, err := e.m.Authorize(context.Background(), s.UploadID+"+2~multipart.id")
+	if err != nil || got.UploadID != s.UploadID {
+		t.Fatalf("Authorize with an s3 suffix = %q, %v", got.UploadID, err)
+	}
+}
+
+func TestTouchSlides(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 25 * time.Hour, TouchInterval: time.Minute, Retention: time.Hour})
+	start := e.clock.Now()
+	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "a")
+	steps := []struct {
+		at       time.Duration
+		wantIdle time.Duration
+	}{
+		{2 * time.Hour, 12 * time.Hour},
+		{9 * time.Hour, 19 * time.Hour},
+		{18 * time.Hour, 25 * time.Hour}, // capped by the absolute deadline
+		{24 * time.Hour, 25 * time.Hour},
+	}
+	for _, st := range steps {
+		e.clock.Set(start.Add(st.at))
+		got, changed, err := e.m.Touch(ctx, s, "a")
+		if err != nil || changed {
+			t.Fatalf("Touch at %s = %v, %v", st.at, changed, err)
+		}
+		stored := e.stored(t, s.UploadID)
+		if !stored.IdleDeadline.Equal(start.Add(st.wantIdle)) || !stored.LastSeen.Equal(start.Add(st.at)) {
+			t.Errorf("after Touch at %s: idle %s, last seen %s; want idle %s", st.at,
+				stored.IdleDeadline.Sub(start), stored.LastSeen.Sub(start), st.wantIdle)
+		}
+		if !stored.AbsDeadline.Equal(start.Add(25 * time.Hour)) {
+			t.Errorf("Touch moved the absolute deadline to %s", stored.AbsDeadline.Sub(start))
+		}
+		if want := stored.Deadline().Add(time.Hour); !stored.SweepAt.Equal(want) {
+			t.Errorf("SweepAt %s, want deadline + retention %s", stored.SweepAt.Sub(start), want.Sub(start))
+		}
+		if !sessiontest.Equal(got, stored) {
+			t.Errorf("Touch returned\n%+v\nbut stored\n%+v", got, stored)
+		}
+		s = got
+	}
+}
+
+func TestTouchThrottle(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{TouchInterval: time.Minute})
+	start := e.clock.Now()
+	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+	steps := []struct {
+		name        string
+		at          time.Duration
+		addr        string
+		wantWrite   bool
+		wantChanged bool
+	}{
+		{"within interval", 30 * time.Second, "192.0.2.1", false, false},
+		{"again within interval", 59 * time.Second, "192.0.2.1", false, false},
+		{"interval passed", 61 * time.Second, "192.0.2.1", true, false},
+		{"address change within interval", 62 * time.Second, "198.51.100.2", true, true},
+		{"same new address", 63 * time.Second, "198.51.100.2", false, false},
+		{"no address known", 64 * time.Second, "", false, false},
+		{"changed back", 65 * time.Second, "192.0.2.1", true, true},
+		{"exactly one interval later", 125 * time.Second, "192.0.2.1", true, false},
+	}
+	wantAddrs := 0
+	for _, st := range steps {
+		e.clock.Set(start.Add(st.at))
+		cur, err := e.m.Authorize(ctx, s.UploadID)
+		if err != nil {
+			t.Fatalf("%s: Authorize: %v", st.name, err)
+		}
+		before := e.store.writes.Load()
+		_, changed, err := e.m.Touch(ctx, cur, st.addr)
+		if err != nil {
+			t.Fatalf("%s: Touch: %v", st.name, err)
+		}
+		if wrote := e.store.writes.Load() > before; wrote != st.wantWrite {
+			t.Errorf("%s: wrote = %v, want %v", st.name, wrote, st.wantWrite)
+		}
+		if changed != st.wantChanged {
+			t.Errorf("%s: address changed = %v, want %v", st.name, changed, st.wantChanged)
+		}
+		if changed {
+			wantAddrs++
+		}
+		if got := e.stored(t, s.UploadID).Addrs; got != wantAddrs {
+			t.Errorf("%s: Addrs = %d, want %d", st.name, got, wantAddrs)
+		}
+	}
+}
+
+func TestTouchStaleCopy(t *testing.T) {
+	// Two requests authorised with the same copy finish one after the other:
+	// the second sees in the store that the first already wrote.
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{TouchInterval: time.Minute})
+	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+	e.clock.Advance(2 * time.Minute)
+	for i, wantChanged := range []bool{true, false} {
+		before := e.store.writes.Load()
+		_, changed, err := e.m.Touch(ctx, s, "198.51.100.2")
+		if err != nil {
+			t.Fatalf("Touch %d: %v", i, err)
+		}
+		if changed != wantChanged {
+			t.Errorf("Touch %d: changed = %v, want %v", i, changed, wantChanged)
+		}
+		if wrote := e.store.writes.Load() > before; wrote != wantChanged {
+			t.Errorf("Touch %d: wrote = %v, want %v", i, wrote, wantChanged)
+		}
+	}
+	if got := e.stored(t, s.UploadID).Addrs; got != 1 {
+		t.Errorf("Addrs = %d, want 1", got)
+	}
+}
+
+func TestTouchConcurrentAddressChange(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{TouchInterval: time.Minute})
+	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+	const n = 20
+	var (
+		wg      sync.WaitGroup
+		changed atomic.Int64
+	)
+	for range n {
+		wg.Go(func() {
+			_, c, err := e.m.Touch(ctx, s, "198.51.100.2")
+			if err != nil {
+				t.Errorf("Touch: %v", err)
+			}
+			if c {
+				changed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if c := changed.Load(); c != 1 {
+		t.Errorf("%d concurrent Touches from one new address report a change, want 1", c)
+	}
+	if got := e.stored(t, s.UploadID).Addrs; got != 1 {
+		t.Errorf("Addrs = %d, want 1", got)
+	}
+}
+
+func TestTouchNeverResurrects(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		keepAlive bool // touch every 8 h until the absolute deadline
+		wait      time.Duration
+	}{
+		{"idle expired", false, 10 * time.Hour},
+		{"absolute expired", true, 30 * time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSessEnv(t, auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 25 * time.Hour})
+			s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+			if tc.keepAlive {
+				for range 3 {
+					e.clock.Advance(8 * time.Hour)
+					if _, _, err := e.m.Touch(ctx, e.stored(t, s.UploadID), ""); err != nil {
+						t.Fatal(err)
+					}
+				}
+				e.clock.Advance(tc.wait - 24*time.Hour)
+			} else {
+				e.clock.Advance(tc.wait)
+			}
+			before := e.stored(t, s.UploadID)
+			writes := e.store.writes.Load()
+			for _, addr := range []string{"192.0.2.1", "198.51.100.2"} {
+				got, changed, err := e.m.Touch(ctx, s, addr)
+				if !errors.Is(err, auth.ErrSessionExpired) {
+					t.Fatalf("Touch of an expired session: err = %v, want ErrSessionExpired", err)
+				}
+				if changed || !sessiontest.Equal(got, before) {
+					t.Errorf("Touch of an expired session returned changed=%v, %+v", changed, got)
+				}
+			}
+			if w := e.store.writes.Load() - writes; w != 0 {
+				t.Errorf("Touch of an expired session wrote %d times", w)
+			}
+			if !sessiontest.Equal(e.stored(t, s.UploadID), before) {
+				t.Error("Touch changed an expired session")
+			}
+		})
+	}
+}
+
+func TestComplete(t *testing.T) {
+	ctx := context.Background()
+	fileExpires := newFakeClock().Now().Add(48 * time.Hour)
+	tests := []struct {
+		name          string
+		kind          auth.Kind
+		fileExpires   time.Time
+		fileRetention time.Duration
+		wantSweep     func(now time.Time, s auth.Session) time.Time
+	}{
+		{"slot gave an expiry", auth.KindWhole, fileExpires, 24 * time.Hour, func(time.Time, auth.Session) time.Time { return fileExpires }},
+		{"file retention", auth.KindWhole, time.Time{}, 24 * time.Hour, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
+		{"kept forever", auth.KindWhole, time.Time{}, 0, func(time.Time, auth.Session) time.Time { return time.Time{} }},
+		{"partial upload swept like an incomplete one", auth.KindPartial, fileExpires, 24 * time.Hour,
+			func(_ time.Time, s auth.Session) time.Time { return s.Deadline().Add(auth.DefaultRetention) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSessEnv(t, auth.Policy{FileRetention: tc.fileRetention})
+			slot := testSlot("d1/photo.jpg", 1, "sig")
+			slot.FileExpires = tc.fileExpires
+			id := auth.DeriveUploadID(sessIDKey, slot.Path)
+			if tc.kind == auth.KindPartial {
+				var err error
+				if id, err = auth.NewRandomUploadID(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, _, err := e.m.Open(ctx, slot, id, tc.kind, ""); err != nil {
+				t.Fatal(err)
+			}
+			e.clock.Advance(time.Hour)
+			now := e.clock.Now()
+			got, err := e.m.Complete(ctx, id)
+			if err != nil {
+				t.Fatalf("Complete: %v", err)
+			}
+			if !got.Complete || !got.CompletedAt.Equal(now) {
+				t.Errorf("Complete returned complete=%v at %v", got.Complete, got.CompletedAt)
+			}
+			if want := tc.wantSweep(now, got); !got.SweepAt.Equal(want) {
+				t.Errorf("SweepAt = %v, want %v", got.SweepAt, want)
+			}
+			if !sessiontest.Equal(e.stored(t, id), got) {
+				t.Error("Complete returned a session other than the stored one")
+			}
+			// Idempotent: nothing changes, nothing is written.
+			e.clock.Advance(time.Hour)
+			writes := e.store.writes.Load()
+			again, err := e.m.Complete(ctx, id)
+			if err != nil {
+				t.Fatalf("second Complete: %v", err)
+			}
+			if !sessiontest.Equal(again, got) {
+				t.Errorf("second Complete returned\n%+v\nwant\n%+v", again, got)
+			}
+			if w := e.store.writes.Load() - writes; w != 0 {
+				t.Errorf("second Complete wrote %d times", w)
+			}
+			// A later touch does not move the file's sweep time.
+			if tc.kind == auth.KindWhole {
+				e.clock.Advance(time.Hour)
+				touched, _, err := e.m.Touch(ctx, got, "198.51.100.3")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !touched.SweepAt.Equal(got.SweepAt) {
+					t.Errorf("Touch of a complete upload moved SweepAt to %v", touched.SweepAt)
+				}
+			}
+		})
+	}
+	e := newSessEnv(t, auth.DefaultPolicy())
+	if _, err := e.m.Complete(ctx, auth.DeriveUploadID(sessIDKey, "missing")); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Complete of a missing session: err = %v, want ErrSessionNotFound", err)
+	}
+}
+
+func TestRebind(t *testing.T) {
+	ctx := context.Background()
+	p := auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 20 * time.Hour, Retention: 48 * time.Hour, MaxRebinds: 2, MaxAge: 100 * time.Hour}
+	orig := testSlot("d1/photo.jpg", 4096, "sig-orig")
+	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
+	fresh.Protocol = auth.ProtoJWT
+	withSize := func(s auth.Slot, size int64) auth.Slot { s.Size = size; return s }
+	withType := func(s auth.Slot, typ string) auth.Slot { s.Type = typ; return s }
+	tests := []struct {
+		name     string
+		prepare  func(t *testing.T, e *sessEnv, s auth.Session) // runs after Open, before the clock advances by wait
+		wait     time.Duration
+		slot     auth.Slot
+		wantErr  error
+		wantBind bool // a successful, counting rebind
+	}{
+		{"live session", nil, time.Hour, fresh, nil, true},
+		{"after idle expiry", nil, 12 * time.Hour, fresh, nil, true},
+		{"long after expiry, within retention", nil, 50 * time.Hour, fresh, nil, true},
+		{"retention ended", nil, 10*time.Hour + 48*time.Hour, fresh, auth.ErrSessionExpired, false},
+		{"v3 slot signs no size", nil, 12 * time.Hour, withSize(fresh, -1), nil, true},
+		{"no type signed", nil, 12 * time.Hour, withType(fresh, ""), nil, true},
+		{"other size", nil, 12 * time.Hour, withSize(fresh, 4097), auth.ErrRebindMismatch, false},
+		{"other type", nil, 12 * time.Hour, withType(fresh, "text/html"), auth.ErrRebindMismatch, false},
+		{"complete", func(t *testing.T, e *sessEnv, s auth.Session) {
+			if _, err := e.m.Complete(ctx, s.UploadID); err != nil {
+				t.Fatal(err)
+			}
+		}, 12 * time.Hour, fresh, auth.ErrUploadComplete, false},
+		{"limit reached", func(t *testing.T, e *sessEnv, s auth.Session) {
+			for i := range 2 {
+				if _, err := e.m.Rebind(ctx, s.UploadID, testSlot(fmt.Sprintf("x%d/photo.jpg", i), 4096, fmt.Sprint(i)), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, time.Hour, fresh, auth.ErrRebindLimit, false},
+		{"deadline capped by max age", func(t *testing.T, e *sessEnv, s auth.Session) {
+			// re-bound at 50 h: deadline 60 h, retained until 108 h
+			e.clock.Advance(50 * time.Hour)
+			if _, err := e.m.Rebind(ctx, s.UploadID, testSlot("x/photo.jpg", 4096, "x"), ""); err != nil {
+				t.Fatal(err)
+			}
+		}, 35 * time.Hour, fresh, nil, true},
+		{"too old", func(t *testing.T, e *sessEnv, s auth.Session) {
+			e.clock.Advance(50 * time.Hour)
+			if _, err := e.m.Rebind(ctx, s.UploadID, testSlot("x/photo.jpg", 4096, "x"), ""); err != nil {
+				t.Fatal(err)
+			}
+		}, 50 * time.Hour, fresh, auth.ErrRebindLimit, false},
+		{"same slot while live: no-op", nil, time.Hour, orig, nil, false},
+		{"same slot after expiry counts", nil, 12 * time.Hour, orig, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newSessEnv(t, p)
+			s := e.open(t, orig, "192.0.2.1")
+			if tc.prepare != nil {
+				tc.prepare(t, e, s)
+			}
+			e.clock.Advance(tc.wait)
+			before := e.stored(t, s.UploadID)
+			now := e.clock.Now()
+			got, err := e.m.Rebind(ctx, s.UploadID, tc.slot, "198.51.100.2")
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Rebind: err = %v, want %v", err, tc.wantErr)
+				}
+				if !sessiontest.Equal(e.stored(t, s.UploadID), before) {
+					t.Error("a refused Rebind changed the session")
+				}
+				if tc.slot.Path != orig.Path {
+					if _, err := e.store.LookupSlot(ctx, auth.SlotKey(tc.slot.Path)); !errors.Is(err, auth.ErrSessionNotFound) {
+						t.Errorf("a refused Rebind mapped the slot: %v", err)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Rebind: %v", err)
+			}
+			if !sessiontest.Equal(got, e.stored(t, s.UploadID)) {
+				t.Error("Rebind returned a session other than the stored one")
+			}
+			if !tc.wantBind {
+				if !sessiontest.Equal(got, before) {
+					t.Errorf("no-op Rebind changed the session:\n%+v\nwant\n%+v", got, before)
+				}
+				return
+			}
+			if got.Rebinds != before.Rebinds+1 {
+				t.Errorf("Rebinds = %d, want %d", got.Rebinds, before.Rebinds+1)
+			}
+			if !got.Live(now) {
+				t.Error("a re-bound session is not live")
+			}
+			wantAbs := minT(now.Add(20*time.Hour), got.FirstCreated.Add(100*time.Hour))
+			if tc.name == "deadline capped by max age" && !wantAbs.Equal(got.FirstCreated.Add(100*time.Hour)) {
+				t.Fatal("test case does not reach the max age cap")
+			}
+			if !got.AbsDeadline.Equal(wantAbs) || !got.IdleDeadline.Equal(minT(now.Add(10*time.Hour), wantAbs)) {
+				t.Errorf("deadlines idle %v abs %v, want abs %v", got.IdleDeadline, got.AbsDeadline, wantAbs)
+			}
+			if !got.SweepAt.Equal(got.Deadline().Add(48 * time.Hour)) {
+				t.Errorf("SweepAt %v, want deadline + retention", got.SweepAt)
+			}
+			if !got.FirstCreated.Equal(s.FirstCreated) || !got.Created.Equal(now) {
+				t.Errorf("FirstCreated %v, Created %v; want first kept, created now", got.FirstCreated, got.Created)
+			}
+			if got.SignatureHash != tc.slot.SignatureHash || got.Protocol != tc.slot.Protocol ||
+				got.SlotPath != tc.slot.Path || got.SlotKey != auth.SlotKey(tc.slot.Path) {
+				t.Errorf("Rebind did not take the slot's identity: %+v", got)
+			}
+			if got.Size != 4096 || got.Type != "image/jpeg" {
+				t.Errorf("Rebind changed size/type to %d %q", got.Size, got.Type)
+			}
+			if got.LastAddr != "198.51.100.2" || got.Addrs != before.Addrs+1 {
+				t.Errorf("address %q, %d changes", got.LastAddr, got.Addrs)
+			}
+			if got.UploadID != s.UploadID {
+				t.Errorf("Rebind changed the upload ID")
+			}
+			for _, path := range []string{orig.Path, tc.slot.Path} {
+				if id, err := e.store.LookupSlot(ctx, auth.SlotKey(path)); err != nil || id != s.UploadID {
+					t.Errorf("slot %q mapped to %q, %v; want the upload", path, id, err)
+				}
+			}
+			if a, err := e.m.AuthorizeSlot(ctx, tc.slot.Path); err != nil || a.UploadID != s.UploadID {
+				t.Errorf("AuthorizeSlot of the new slot = %q, %v", a.UploadID, err)
+			}
+		})
+	}
+}
+
+func minT(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func TestRebindIdempotent(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.DefaultPolicy())
+	s := e.open(t, testSlot("d1/photo.jpg", 4096, "sig-orig"), "")
+	e.clock.Advance(30 * time.Hour) // idle-expired
+	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
+	first, err := e.m.Rebind(ctx, s.UploadID, fresh, "192.0.2.9")
+	if err != nil {
+		t.Fatalf("Rebind: %v", err)
+	}
+	// The response was lost; the client retries, a little later.
+	e.clock.Advance(time.Second)
+	writes := e.store.writes.Load()
+	again, err := e.m.Rebind(ctx, s.UploadID, fresh, "192.0.2.9")
+	if err != nil {
+		t.Fatalf("repeated Rebind: %v", err)
+	}
+	if !sessiontest.Equal(again, first) || again.Rebinds != 1 {
+		t.Errorf("repeated Rebind returned\n%+v\nwant\n%+v", again, first)
+	}
+	if w := e.store.writes.Load() - writes; w != 0 {
+		t.Errorf("repeated Rebind wrote %d times", w)
+	}
+}
+
+func TestRebindMissing(t *testing.T) {
+	e := newSessEnv(t, auth.DefaultPolicy())
+	_, err := e.m.Rebind(context.Background(), auth.DeriveUploadID(sessIDKey, "gone"), testSlot("d2/x", 1, "s"), "")
+	if !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Fatalf("Rebind of a missing upload: err = %v, want ErrSessionNotFound", err)
+	}
+}
+
+func TestOpenFollowsReboundSlot(t *testing.T) {
+	// A client re-bound its upload to a fresh slot and then PUTs to that
+	// slot's URL: Open leads to the re-bound upload, not a new one.
+	ctx := context.Background()
+	e := newSessEnv(t, auth.DefaultPolicy())
+	s := e.open(t, testSlot("d1/photo.jpg", 4096, "sig-orig"), "")
+	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
+	if _, err := e.m.Rebind(ctx, s.UploadID, fresh, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, created, err := e.m.Open(ctx, fresh, auth.DeriveUploadID(sessIDKey, fresh.Path), auth.KindWhole, "")
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if created || got.UploadID != s.UploadID {
+		t.Fatalf("Open at a re-bound slot: created=%v, upload %q; want the re-bound upload %q", created, got.UploadID, s.UploadID)
+	}
+	if _, err := e.store.Get(ctx, auth.DeriveUploadID(sessIDKey, fresh.Path)); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Open at a re-bound slot created a second session: %v", err)
+	}
+}
+
+func TestDueAndForget(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 10 * time.Hour})
+	start := e.clock.Now()
+	abandoned := e.open(t, testSlot("d1/a.bin", 1, "a"), "")
+	done := e.open(t, testSlot("d2/b.bin", 1, "b"), "")
+	if _, err := e.m.Complete(ctx, done.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		at   time.Duration
+		want []string
+	}{
+		{time.Hour, nil},
+		{4 * time.Hour, nil}, // abandoned: deadline 1 h + retention 3 h, not yet passed
+		{4*time.Hour + time.Nanosecond, []string{abandoned.UploadID}}, // now due
+		{11 * time.Hour, []string{abandoned.UploadID, done.UploadID}},
+	}
+	for _, st := range steps {
+		e.clock.Set(start.Add(st.at))
+		due, err := e.m.Due(ctx, 10)
+		if err != nil {
+			t.Fatalf("Due: %v", err)
+		}
+		var ids []string
+		for _, s := range due {
+			ids = append(ids, s.UploadID)
+		}
+		if fmt.Sprint(ids) != fmt.Sprint(st.want) {
+			t.Errorf("Due at %s = %v, want %v", st.at, ids, st.want)
+		}
+	}
+	for range 2 {
+		if err := e.m.Forget(ctx, abandoned.UploadID); err != nil {
+			t.Fatalf("Forget: %v", err)
+		}
+	}
+	if _, err := e.m.Authorize(ctx, abandoned.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Authorize after Forget: err = %v", err)
+	}
+	if _, err := e.m.AuthorizeSlot(ctx, "d1/a.bin"); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("AuthorizeSlot after Forget: err = %v", err)
+	}
+	if due, _ := e.m.Due(ctx, 10); len(due) != 1 || due[0].UploadID != done.UploadID {
+		t.Errorf("Due after Forget = %v", due)
+	}
+	if err := e.m.Ping(ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
+
+func TestSecretRotationDoesNotEndSessions(t *testing.T) {
+	// Sessions never re-verify a slot: removing the secret that signed it
+	// leaves the session working.
+	ctx := context.Background()
+	e := newSessEnv(t, auth.DefaultPolicy())
+	const oldSecret, newSecret = "old secret", "new secret"
+	signed, err := auth.SignSlot(oldSecret, auth.SignRequest{
+		BaseURL: "https://upload.example/upload/", Dir: "d1", Name: "photo.jpg", Size: 10, Protocol: auth.ProtoV2, Now: e.clock.Now(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(signed.PutURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := auth.SlotRequest{Path: signed.Path, URLPath: u.Path, Query: u.Query(), Size: 10}
+	verify := func(secrets ...string) (auth.Slot, error) {
+		v, err := auth.NewVerifier(secrets, auth.WithClock(e.clock.Now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Verify(req)
+	}
+	slot, err := verify(oldSecret, newSecret)
+	if err != nil {
+		t.Fatalf("Verify before rotation: %v", err)
+	}
+	s := e.open(t, slot, "192.0.2.1")
+	if s.SignatureHash == ([32]byte{}) || strings.Contains(fmt.Sprintf("%+v", s), u.Query().Get("v2")) {
+		t.Fatalf("session must keep a signature hash, never the signature: %+v", s)
+	}
+	// Rotation: only the new secret is configured now.
+	if _, err := verify(newSecret); !errors.Is(err, auth.ErrBadSignature) {
+		t.Fatalf("Verify after rotation: err = %v, want ErrBadSignature", err)
+	}
+	e.clock.Advance(2 * time.Hour)
+	got, err := e.m.Authorize(ctx, s.UploadID)
+	if err != nil {
+		t.Fatalf("Authorize after rotation: %v", err)
+	}
+	if _, _, err := e.m.Touch(ctx, got, "198.51.100.4"); err != nil {
+		t.Fatalf("Touch after rotation: %v", err)
+	}
+	if _, err := e.m.AuthorizeSlot(ctx, signed.Path); err != nil {
+		t.Fatalf("AuthorizeSlot after rotation: %v", err)
+	}
+}
+
+func TestSessionsWithBoltStore(t *testing.T) {
+	// The manager on the embedded store, across a restart.
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	st, err := auth.OpenBoltStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newFakeClock()
+	m := auth.NewSessions(st, auth.DefaultPolicy(), clock.Now)
+	slot := testSlot("d1/photo.jpg", 4096, "sig")
+	s, created, err := m.Open(ctx, slot, auth.DeriveUploadID(sessIDKey, slot.Path), auth.KindWhole, "192.0.2.1")
+	if err != nil || !created {
+		t.Fatalf("Open = %v, %v", created, err)
+	}
+	clock.Advance(time.Hour)
+	if _, changed, err := m.Touch(ctx, s, "198.51.100.2"); err != nil || !changed {
+		t.Fatalf("Touch = %v, %v", changed, err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = auth.OpenBoltStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m = auth.NewSessions(st, auth.DefaultPolicy(), clock.Now)
+	clock.Advance(20 * time.Hour) // past the first idle deadline, not the slid one
+	got, err := m.AuthorizeSlot(ctx, slot.Path)
+	if err != nil {
+		t.Fatalf("AuthorizeSlot after restart: %v", err)
+	}
+	if got.UploadID != s.UploadID || got.Addrs != 1 || got.LastAddr != "198.51.100.2" {
+		t.Errorf("after restart %+v", got)
+	}
+}
+
+func TestTouchJustPastTheCap(t *testing.T) {
+	// A touch written just before the absolute deadline, then a request that
+	// finishes just after it, within the touch interval: expired, not throttled.
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{IdleTTL: 2 * time.Hour, MaxTTL: 90 * time.Minute, TouchInterval: time.Minute})
+	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "")
+	e.clock.Advance(90*time.Minute - 10*time.Second)
+	s, _, err := e.m.Touch(ctx, s, "")
+	if err != nil {
+		t.Fatalf("Touch before the cap: %v", err)
+	}
+	e.clock.Advance(20 * time.Second)
+	if _, _, err := e.m.Touch(ctx, s, ""); !errors.Is(err, auth.ErrSessionExpired) {
+		t.Fatalf("Touch after the cap: err = %v, want ErrSessionExpired", err)
+	}
+}
