@@ -11,6 +11,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrStoreInUse is returned by OpenBoltStore when another process (or another
@@ -49,7 +50,7 @@ var _ Store = (*BoltStore)(nil)
 // error matching ErrStoreInUse.
 func OpenBoltStore(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open session database %s: %w (its lock was not released within %s)", path, ErrStoreInUse, boltLockTimeout)
 	}
 	if err != nil {

@@ -49,6 +49,9 @@ type Config struct {
 	GracefulCompletion time.Duration
 	// CleanupInterval is how often expired uploads are removed (0: 10 minutes).
 	CleanupInterval time.Duration
+	// FailedChecksPerMinute is how many failed slot verifications a client
+	// address may make per minute before it gets 429 (0: 10; negative: no limit).
+	FailedChecksPerMinute int
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -64,6 +67,7 @@ type Gateway struct {
 	tusdMW   func(http.Handler) http.Handler
 	cors     cors
 	metrics  *metrics
+	limiter  *failureLimiter
 	registry *prometheus.Registry
 	now      func() time.Time
 	// tusLocation is the prefix of upload URLs in Location headers.
@@ -113,6 +117,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.CleanupInterval <= 0 {
 		cfg.CleanupInterval = 10 * time.Minute
 	}
+	if cfg.FailedChecksPerMinute == 0 {
+		cfg.FailedChecksPerMinute = 10
+	}
 	g := &Gateway{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -125,6 +132,9 @@ func New(cfg Config) (*Gateway, error) {
 		basePath = strings.TrimRight(cfg.PublicURL, "/") + cfg.TusBase
 	}
 	g.tusLocation = basePath
+	if cfg.FailedChecksPerMinute > 0 {
+		g.limiter = newFailureLimiter(cfg.FailedChecksPerMinute, cfg.Now)
+	}
 	tcfg := handler.Config{
 		StoreComposer:                    cfg.Storage.Composer,
 		BasePath:                         basePath,

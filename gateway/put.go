@@ -114,7 +114,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		g.writeRefusal(w, r, refuse(http.StatusLengthRequired, "Content-Length required"))
 		return
 	}
-	slot, verr := g.verifySlot(r, sp, verifySize, requestType(r))
+	slot, verr := g.checkSlot(r, sp, g.slotRequest(r, sp, verifySize))
 	if errors.Is(verr, auth.ErrBadSignature) && exists && verifySize != info.Size {
 		// v1 and v2 sign the size: a wrong length looks like a forged signature.
 		// Once the slot's upload exists its size is known, and the answer can
@@ -142,21 +142,55 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		return
 	}
 
-	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
-	live := serr == nil
+	addr := clientAddr(r, g.cfg.TrustedProxies)
+	var sess auth.Session
+	var serr error
+	if from := r.Header.Get(resumeFromHeader); from != "" {
+		// A fresh slot continues an upload whose session ended.
+		if expired {
+			g.writeRefusal(w, r, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired"))
+			return
+		}
+		oldID, rf := g.resumeFromID(from)
+		if rf != nil {
+			g.writeRefusal(w, r, rf)
+			return
+		}
+		if slot.Size < 0 {
+			slot.Size = claimed
+		}
+		if sess, rf = g.rebind(ctx, oldID, slot, addr); rf != nil {
+			g.writeRefusal(w, r, rf)
+			return
+		}
+		if info, ierr = g.cfg.Storage.Info(ctx, oldID); ierr != nil {
+			g.writeRefusal(w, r, refusalFor(ierr))
+			return
+		}
+		id, exists = oldID, true
+	} else {
+		sess, serr = g.cfg.Sessions.Authorize(ctx, id)
+	}
 	if serr != nil && !errors.Is(serr, auth.ErrSessionNotFound) && !errors.Is(serr, auth.ErrSessionExpired) {
 		g.writeRefusal(w, r, refusalFor(serr))
 		return
 	}
-	if expired && !live {
+	if expired && serr != nil {
 		g.writeRefusal(w, r, refusalFor(verr))
 		return
 	}
-	if errors.Is(serr, auth.ErrSessionExpired) && exists && !(!info.SizeIsDeferred && info.Offset == info.Size) {
-		g.writeRefusal(w, r, refusalFor(serr))
-		return
+	if expired {
+		g.metrics.sessionAccepts.WithLabelValues(doorPut).Inc()
 	}
-	addr := clientAddr(r, g.cfg.TrustedProxies)
+	if errors.Is(serr, auth.ErrSessionExpired) && exists && !(!info.SizeIsDeferred && info.Offset == info.Size) {
+		// The slot is valid (not expired): it renews its own upload's session.
+		s, rf := g.rebind(ctx, id, slot, addr)
+		if rf != nil {
+			g.writeRefusal(w, r, rf)
+			return
+		}
+		sess, serr = s, nil
+	}
 	if errors.Is(serr, auth.ErrSessionNotFound) && exists {
 		// The upload outlived its session record (e.g. a store restored from
 		// an older copy): the valid slot opens it again.
@@ -257,7 +291,7 @@ func (g *Gateway) answerPut(w http.ResponseWriter, r *http.Request, res *capture
 	off, _ := res.offset()
 	if success(res.status) && size >= 0 && off == size {
 		if sess != nil {
-			if _, _, err := g.cfg.Sessions.Touch(r.Context(), *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
+			if _, err := g.touch(context.WithoutCancel(r.Context()), *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 				g.log.WarnContext(r.Context(), "touch session", "upload", logID(sess.UploadID), "error", err)
 			}
 		}
@@ -442,7 +476,7 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}
-	_, verr := g.cfg.Verifier.Verify(g.slotRequestForUpload(r, sp, info))
+	_, verr := g.checkSlot(r, sp, g.slotRequestForUpload(r, sp, info))
 	if verr != nil {
 		if !errors.Is(verr, auth.ErrSlotExpired) {
 			g.writeRefusal(w, r, refusalFor(verr))
@@ -495,7 +529,7 @@ func (g *Gateway) patchAtSlot(w http.ResponseWriter, r *http.Request, sp slotPat
 		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}
-	if _, verr := g.cfg.Verifier.Verify(g.slotRequestForUpload(r, sp, info)); verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
+	if _, verr := g.checkSlot(r, sp, g.slotRequestForUpload(r, sp, info)); verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
 		g.writeRefusal(w, r, refusalFor(verr))
 		return
 	}

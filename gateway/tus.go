@@ -10,6 +10,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/storage"
 )
 
 // creation is what the gateway decided about a tus creation before tusd runs
@@ -60,38 +61,6 @@ func hasSignature(r *http.Request) bool {
 		}
 	}
 	return r.Header.Get("Authorization") != ""
-}
-
-// verifySlot checks the slot a request claims and counts the result.
-func (g *Gateway) verifySlot(r *http.Request, sp slotPath, size int64, ctype *string) (auth.Slot, error) {
-	slot, err := g.cfg.Verifier.Verify(auth.SlotRequest{
-		Path:          sp.Path,
-		URLPath:       sp.URLPath,
-		Query:         r.URL.Query(),
-		Authorization: r.Header.Get("Authorization"),
-		Size:          size,
-		ContentType:   ctype,
-	})
-	proto := string(slot.Protocol)
-	if proto == "" {
-		proto = "unknown"
-	}
-	result := resultOK
-	switch {
-	case err == nil:
-	case errors.Is(err, auth.ErrSlotExpired):
-		result = resultExpired
-	case errors.Is(err, auth.ErrNoSignature), errors.Is(err, auth.ErrBearerRequired):
-		result = resultMissing
-	case errors.Is(err, auth.ErrMalformedSignature):
-		result = resultMalformed
-	case errors.Is(err, auth.ErrSlotMismatch), errors.Is(err, auth.ErrSizeMismatch):
-		result = resultMismatch
-	default:
-		result = resultInvalid
-	}
-	g.metrics.slotChecks.WithLabelValues(proto, result).Inc()
-	return slot, err
 }
 
 // metadataType is the content type a tus creation claims for its slot: the
@@ -156,13 +125,20 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 		size = n
 	}
 
-	slot, err := g.verifySlot(r, sp, size, metadataType(meta))
+	req := g.slotRequest(r, sp, size)
+	req.ContentType = metadataType(meta)
+	slot, err := g.checkSlot(r, sp, req)
 	expired := errors.Is(err, auth.ErrSlotExpired)
 	if err != nil && !expired {
 		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}
 	addr := clientAddr(r, g.cfg.TrustedProxies)
+
+	if from := r.Header.Get(resumeFromHeader); from != "" {
+		g.rebindAtCreation(w, r, from, slot, expired, size, addr)
+		return
+	}
 
 	if kind == auth.KindPartial {
 		if expired {
@@ -184,9 +160,22 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 		return
 	}
 	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
+	if errors.Is(serr, auth.ErrSessionExpired) && !expired {
+		// The session ended but the slot itself is still valid (v1 and v2
+		// slots never expire): it renews the session of its own upload.
+		s, rf := g.rebind(ctx, id, slot, addr)
+		if rf != nil {
+			g.writeRefusal(w, r, rf)
+			return
+		}
+		sess, serr = s, nil
+	}
 	switch {
 	case serr == nil:
 		// The slot's upload exists or is being created: converge on it.
+		if expired {
+			g.metrics.sessionAccepts.WithLabelValues(doorTus).Inc()
+		}
 		info, ierr := g.cfg.Storage.Info(ctx, id)
 		if ierr == nil {
 			if size >= 0 && !info.SizeIsDeferred && info.Size != size {
@@ -211,6 +200,36 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 		return
 	}
 	g.passCreation(w, r, &creation{slot: slot, uploadID: id, kind: kind, addr: addr})
+}
+
+// rebindAtCreation re-binds the upload named by Upload-Resume-From to the
+// fresh slot of this creation and answers with the same upload URL as before
+// and its current offset, so the client keeps PATCHing where it was.
+func (g *Gateway) rebindAtCreation(w http.ResponseWriter, r *http.Request, from string, slot auth.Slot, expired bool, size int64, addr string) {
+	ctx := r.Context()
+	if expired {
+		g.writeRefusal(w, r, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired"))
+		return
+	}
+	oldID, rf := g.resumeFromID(from)
+	if rf != nil {
+		g.writeRefusal(w, r, rf)
+		return
+	}
+	if slot.Size < 0 {
+		slot.Size = size
+	}
+	sess, rf := g.rebind(ctx, oldID, slot, addr)
+	if rf != nil {
+		g.writeRefusal(w, r, rf)
+		return
+	}
+	info, err := g.cfg.Storage.Info(ctx, oldID)
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	g.answerExisting(w, r, sess, info, addr)
 }
 
 // passCreation hands a checked creation to tusd.
@@ -264,7 +283,7 @@ func (g *Gateway) checkPartials(ctx context.Context, concat string, sp slotPath)
 // answerExisting answers a repeated creation for a slot whose upload exists:
 // the same upload URL and its current offset, without reading the body.
 func (g *Gateway) answerExisting(w http.ResponseWriter, r *http.Request, sess auth.Session, info handler.FileInfo, addr string) {
-	sess, _, err := g.cfg.Sessions.Touch(r.Context(), sess, addr)
+	sess, err := g.touch(context.WithoutCancel(r.Context()), sess, addr)
 	if err != nil {
 		g.writeRefusal(w, r, refusalFor(err))
 		return
@@ -307,10 +326,18 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 		}
 		slot.Size = ev.Upload.Size
 	}
-	sess, _, err := g.cfg.Sessions.Open(ev.Context, slot, cr.uploadID, cr.kind, cr.addr)
+	sess, created, err := g.cfg.Sessions.Open(ev.Context, slot, cr.uploadID, cr.kind, cr.addr)
+	if created {
+		g.metrics.sessionsOpened.Inc()
+	}
 	if err != nil {
 		g.log.ErrorContext(ev.Context, "open session", "error", err)
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SESSION_STORE", "session store unavailable; retry later", http.StatusServiceUnavailable)
+	}
+	if sess.UploadID != cr.uploadID {
+		// The slot was re-bound to another upload meanwhile: the client's
+		// retry finds it.
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, storage.ErrUploadExists
 	}
 	resp := handler.HTTPResponse{Header: handler.HTTPHeader{"Upload-Expires": httpDate(sess.Deadline())}}
 	return resp, handler.FileInfoChanges{ID: cr.uploadID}, nil
@@ -403,14 +430,15 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	if sess == nil || !success(rec.Status()) {
 		return
 	}
-	ctx := r.Context()
+	// The client may hang up as soon as it has its answer: record what happened anyway.
+	ctx := context.WithoutCancel(r.Context())
 	if r.Method == http.MethodDelete {
 		if err := g.cfg.Sessions.Forget(ctx, sess.UploadID); err != nil {
 			g.log.WarnContext(ctx, "forget session", "upload", logID(sess.UploadID), "error", err)
 		}
 		return
 	}
-	if _, _, err := g.cfg.Sessions.Touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
+	if _, err := g.touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 		g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
 	}
 }
