@@ -101,6 +101,7 @@ deps_lint() {
 }
 
 deps_e2e() {
+	need_apt redis-server # the Redis session store tests
 	need_node
 	need_npm_ci "$ROOT/test/js"
 }
