@@ -63,14 +63,16 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, sp slotP
 	h.Set("Cache-Control", "public, max-age=86400")
 	h.Set("ETag", etag(id, info.Size))
 
+	if g.cfg.Storage.ServesContent() {
+		// Object storage answers Range and conditional requests itself and
+		// streams the object without the gateway buffering it.
+		if err := g.cfg.Storage.Composer.ContentServer.AsServableUpload(up).ServeContent(ctx, w, r); err != nil {
+			g.writeRefusal(w, r, refusalFor(err))
+		}
+		return
+	}
 	rc, err := up.GetReader(ctx)
 	if err != nil {
-		if g.cfg.Storage.Composer.UsesContentServer {
-			if err := g.cfg.Storage.Composer.ContentServer.AsServableUpload(up).ServeContent(ctx, w, r); err != nil {
-				g.writeRefusal(w, r, refusalFor(err))
-			}
-			return
-		}
 		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}

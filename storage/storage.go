@@ -10,14 +10,17 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/memorylocker"
+	"github.com/tus/tusd/v2/pkg/s3store"
 )
 
 // Backends.
 const (
 	BackendDisk = "disk"
+	BackendS3   = "s3"
 )
 
 // Config selects and configures a storage backend.
@@ -27,6 +30,11 @@ type Config struct {
 	// DataDir is the gateway's data directory; the disk backend keeps uploads
 	// in DataDir/uploads.
 	DataDir string
+	// S3 configures the s3 backend.
+	S3 S3Config
+	// Locker is shared by several instances (e.g. in Redis); nil is an
+	// in-process locker, right for one instance.
+	Locker handler.Locker
 	// CreateLockTimeout bounds how long a creation waits for the upload's lock.
 	CreateLockTimeout time.Duration
 	Logger            *slog.Logger
@@ -44,6 +52,8 @@ type Backend struct {
 	locker   handler.Locker
 	ping     func(context.Context) error
 	logger   *slog.Logger
+	// s3 is the s3store of the s3 backend (nil for disk), for its metrics.
+	s3 *s3store.S3Store
 }
 
 // New builds the backend that cfg describes.
@@ -57,6 +67,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	switch cfg.Backend {
 	case "", BackendDisk:
 		return newDisk(cfg)
+	case BackendS3:
+		return newS3(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("unknown storage backend %q", cfg.Backend)
 	}
@@ -73,7 +85,11 @@ func newDisk(cfg Config) (*Backend, error) {
 	fs := filestore.New(dir)
 	fs.DirModePerm = 0o700
 	fs.FileModePerm = 0o600
-	locker := contendedLocker{inner: memorylocker.New()}
+	var locker handler.Locker = memorylocker.New()
+	if cfg.Locker != nil {
+		locker = cfg.Locker
+	}
+	locker = contendedLocker{inner: locker}
 
 	composer := handler.NewStoreComposer()
 	fs.UseIn(composer)
@@ -97,6 +113,18 @@ func newDisk(cfg Config) (*Backend, error) {
 		},
 	}, nil
 }
+
+// RegisterMetrics registers the backend's own metrics (s3store's request
+// durations) with reg.
+func (b *Backend) RegisterMetrics(reg prometheus.Registerer) {
+	if b.s3 != nil {
+		b.s3.RegisterMetrics(reg)
+	}
+}
+
+// ServesContent reports whether downloads should be served by the store
+// itself (object storage), rather than from a local file.
+func (b *Backend) ServesContent() bool { return b.s3 != nil }
 
 // Ping reports whether the storage can be written.
 func (b *Backend) Ping(ctx context.Context) error { return b.ping(ctx) }

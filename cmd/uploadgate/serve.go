@@ -40,6 +40,8 @@ type serveConfig struct {
 	CORSOrigins    listFlag
 	TrustedProxies listFlag
 	Storage        string
+	S3             storage.S3Config
+	S3PartSize     byteSize
 	SessionIdleTTL time.Duration
 	SessionMaxTTL  time.Duration
 	Retention      time.Duration
@@ -61,7 +63,15 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.MaxSize, "max-size", "largest upload accepted, in bytes or with a unit (100MiB); 0 = no limit beyond the slot's size")
 	fs.Var(&c.CORSOrigins, "cors-origins", "browser origins allowed to upload, comma-separated; * for any")
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For is believed")
-	fs.StringVar(&c.Storage, "storage", "disk", "storage backend: disk")
+	fs.StringVar(&c.Storage, "storage", "disk", "storage backend: disk or s3")
+	fs.StringVar(&c.S3.Bucket, "s3-bucket", "", "S3 bucket (storage s3)")
+	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "", "URL of an S3-compatible server; empty for AWS")
+	fs.StringVar(&c.S3.Region, "s3-region", "us-east-1", "S3 region")
+	fs.BoolVar(&c.S3.PathStyle, "s3-path-style", false, "address buckets as /bucket/key (most S3-compatible servers need this)")
+	fs.StringVar(&c.S3.Prefix, "s3-prefix", "", "prefix of every object key")
+	c.S3PartSize = 5 << 20
+	fs.Var(&c.S3PartSize, "s3-part-size", "smallest part uploaded to S3 (5MiB on AWS); parts aim at max(this, 16MiB)")
+	fs.IntVar(&c.S3.Concurrency, "s3-concurrency", 10, "part uploads to S3 in flight at once, across all uploads")
 	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", 24*time.Hour, "an upload session expires this long after its last accepted request")
 	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", 72*time.Hour, "an upload session expires at the latest this long after it opened")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "partial data of an expired session is kept this long for a re-bind, then removed")
@@ -94,8 +104,25 @@ func (c *serveConfig) validate() error {
 			return usageError(fmt.Sprintf("invalid --public-url %q: want http(s)://host[:port][/prefix]", c.PublicURL))
 		}
 	}
-	if c.Storage != storage.BackendDisk {
-		return usageError(fmt.Sprintf("invalid --storage %q: want disk", c.Storage))
+	switch c.Storage {
+	case storage.BackendDisk:
+	case storage.BackendS3:
+		if c.S3.Bucket == "" {
+			return usageError("invalid --s3-bucket: required with --storage s3")
+		}
+		if c.S3.Endpoint != "" {
+			if u, err := url.Parse(c.S3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return usageError(fmt.Sprintf("invalid --s3-endpoint %q: want http(s)://host[:port]", c.S3.Endpoint))
+			}
+		}
+		if c.S3PartSize < 1<<20 {
+			return usageError("invalid --s3-part-size: at least 1MiB (S3 itself needs 5MiB)")
+		}
+		if c.S3.Concurrency < 1 {
+			return usageError("invalid --s3-concurrency: at least 1")
+		}
+	default:
+		return usageError(fmt.Sprintf("invalid --storage %q: want disk or s3", c.Storage))
 	}
 	if c.SessionIdleTTL <= 0 {
 		return usageError("invalid --session-idle-ttl: must be positive")
@@ -213,13 +240,16 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	policy.FileRetention = c.FileRetention
 	sessions := auth.NewSessions(sessStore, policy, time.Now)
 
-	backend, err := storage.New(ctx, storage.Config{Backend: c.Storage, DataDir: c.DataDir, Logger: log})
+	s3cfg := c.S3
+	s3cfg.MinPartSize = int64(c.S3PartSize)
+	backend, err := storage.New(ctx, storage.Config{Backend: c.Storage, DataDir: c.DataDir, S3: s3cfg, Logger: log})
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	backend.RegisterMetrics(reg)
 	proxies, _ := c.proxies()
 	gw, err := gateway.New(gateway.Config{
 		UploadBase:     c.UploadBase,

@@ -1,0 +1,236 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+	"github.com/tus/tusd/v2/pkg/s3store"
+)
+
+// S3Config configures the s3 backend. Credentials come from the standard AWS
+// environment variables and files.
+type S3Config struct {
+	Bucket string
+	// Endpoint is the URL of an S3-compatible server ("" for AWS).
+	Endpoint string
+	Region   string
+	// PathStyle addresses buckets as /bucket/key (most S3-compatible servers).
+	PathStyle bool
+	// Prefix is prepended to every object key.
+	Prefix string
+	// MinPartSize is the smallest part s3store uploads (5 MiB on AWS);
+	// PreferredPartSize the size it aims for.
+	MinPartSize       int64
+	PreferredPartSize int64
+	// Concurrency bounds the part uploads in flight across all uploads.
+	Concurrency int
+}
+
+func newS3(ctx context.Context, cfg Config) (*Backend, error) {
+	c := cfg.S3
+	if c.Bucket == "" {
+		return nil, errors.New("s3 storage needs a bucket")
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.MinPartSize <= 0 {
+		c.MinPartSize = 5 << 20
+	}
+	if c.PreferredPartSize < c.MinPartSize {
+		c.PreferredPartSize = max(c.MinPartSize, 16<<20)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 10
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
+	if err != nil {
+		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if c.Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.Endpoint)
+		}
+		o.UsePathStyle = c.PathStyle
+		// S3-compatible servers vary in their support of the newer default
+		// checksums; send them only where the API requires them.
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	})
+
+	tmp := filepath.Join(cfg.DataDir, "s3-parts")
+	if cfg.DataDir == "" {
+		tmp = ""
+	} else if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("create part directory: %w", err)
+	}
+	store := s3store.New(c.Bucket, client)
+	store.ObjectPrefix = c.Prefix
+	store.MinPartSize = c.MinPartSize
+	store.PreferredPartSize = c.PreferredPartSize
+	store.TemporaryDirectory = tmp
+	// s3store is a value: every option must be set before UseIn copies it.
+	store.SetConcurrentPartUploads(c.Concurrency)
+
+	ids := &s3IDs{inner: store, client: client, bucket: c.Bucket, prefix: c.Prefix}
+	locker := cfg.Locker
+	if locker == nil {
+		locker = memorylocker.New()
+	}
+	locker = contendedLocker{inner: locker}
+	composer := handler.NewStoreComposer()
+	guarded := &createGuard{inner: ids, locker: locker, timeout: cfg.CreateLockTimeout}
+	composer.UseCore(guarded)
+	composer.UseTerminater(ids)
+	composer.UseConcater(ids)
+	composer.UseLengthDeferrer(ids)
+	composer.UseContentServer(ids)
+	composer.UseLocker(locker)
+	return &Backend{
+		Composer: composer,
+		core:     guarded,
+		locker:   locker,
+		logger:   cfg.Logger,
+		s3:       &store,
+		ping: func(ctx context.Context) error {
+			if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(c.Bucket)}); err != nil {
+				return fmt.Errorf("bucket %s is not reachable: %w", c.Bucket, err)
+			}
+			return nil
+		},
+	}, nil
+}
+
+// s3IDs keeps upload IDs as the gateway chose them. tusd's s3store names an
+// upload "<object>+<multipart upload ID>"; the gateway's IDs are derived from
+// slots and must be predictable (retries converge) and short. s3IDs hands
+// s3store the full name and everyone else the gateway's ID, reading the full
+// name from the upload's .info object when needed.
+type s3IDs struct {
+	inner  s3store.S3Store
+	client *s3.Client
+	bucket string
+	prefix string
+}
+
+// s3Upload is an upload of s3store under the gateway's ID.
+type s3Upload struct {
+	handler.Upload
+	id string
+}
+
+func (u s3Upload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
+	info, err := u.Upload.GetInfo(ctx)
+	if err != nil {
+		return info, err
+	}
+	info.ID = u.id
+	for i, p := range info.PartialUploads {
+		info.PartialUploads[i] = shortID(p)
+	}
+	return info, nil
+}
+
+// shortID drops s3store's "+<multipart upload ID>".
+func shortID(id string) string {
+	if i := strings.LastIndexByte(id, '+'); i >= 0 {
+		return id[:i]
+	}
+	return id
+}
+
+func unwrapS3(u handler.Upload) handler.Upload {
+	if w, ok := u.(s3Upload); ok {
+		return w.Upload
+	}
+	return u
+}
+
+func (s *s3IDs) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	if info.ID == "" {
+		return nil, errors.New("s3 storage needs the upload ID chosen by the gateway")
+	}
+	up, err := s.inner.NewUpload(ctx, info)
+	if err != nil {
+		return nil, err
+	}
+	return s3Upload{Upload: up, id: info.ID}, nil
+}
+
+func (s *s3IDs) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	full, err := s.fullID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	up, err := s.inner.GetUpload(ctx, full)
+	if err != nil {
+		return nil, err
+	}
+	return s3Upload{Upload: up, id: id}, nil
+}
+
+// fullID reads s3store's name of an upload from its .info object.
+func (s *s3IDs) fullID(ctx context.Context, id string) (string, error) {
+	key := id + ".info"
+	if p := s.prefix; p != "" {
+		key = strings.TrimSuffix(p, "/") + "/" + key
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	if err != nil {
+		var nsk *s3types.NoSuchKey
+		var re *awshttp.ResponseError
+		if errors.As(err, &nsk) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound) {
+			return "", handler.ErrNotFound
+		}
+		return "", fmt.Errorf("read upload info: %w", err)
+	}
+	defer out.Body.Close()
+	var info struct{ ID string }
+	if err := json.NewDecoder(io.LimitReader(out.Body, 1<<20)).Decode(&info); err != nil {
+		return "", fmt.Errorf("decode upload info: %w", err)
+	}
+	if shortID(info.ID) != id {
+		return "", fmt.Errorf("upload info names another upload")
+	}
+	return info.ID, nil
+}
+
+func (s *s3IDs) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
+	return s.inner.AsTerminatableUpload(unwrapS3(u))
+}
+
+func (s *s3IDs) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
+	return s.inner.AsLengthDeclarableUpload(unwrapS3(u))
+}
+
+func (s *s3IDs) AsServableUpload(u handler.Upload) handler.ServableUpload {
+	return s.inner.AsServableUpload(unwrapS3(u))
+}
+
+func (s *s3IDs) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
+	return s3Concat{inner: s.inner.AsConcatableUpload(unwrapS3(u))}
+}
+
+type s3Concat struct{ inner handler.ConcatableUpload }
+
+func (c s3Concat) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	inner := make([]handler.Upload, len(partials))
+	for i, p := range partials {
+		inner[i] = unwrapS3(p)
+	}
+	return c.inner.ConcatUploads(ctx, inner)
+}
