@@ -6,6 +6,8 @@ BIN          := bin/uploadgate
 TEST_TIMEOUT ?= 10m
 GOBIN_DIR    := $(shell d=$$($(GO) env GOBIN); [ -n "$$d" ] || d=$$($(GO) env GOPATH)/bin; echo "$$d")
 STATICCHECK  := $(GOBIN_DIR)/staticcheck
+# Tools installed with `go install` (versitygw) must be found by the tests.
+export PATH := $(GOBIN_DIR):$(PATH)
 
 .DEFAULT_GOAL := help
 # The steps of `make test` depend on each other (deps before lint before tests).

@@ -41,6 +41,16 @@ type gwOption func(*Config)
 func newTestGateway(t *testing.T, opts ...gwOption) *testGateway {
 	t.Helper()
 	dir := t.TempDir()
+	backend, err := storage.New(context.Background(), storage.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTestGatewayOn(t, dir, backend, opts...)
+}
+
+// newTestGatewayOn is a test gateway on a given storage backend.
+func newTestGatewayOn(t *testing.T, dir string, backend *storage.Backend, opts ...gwOption) *testGateway {
+	t.Helper()
 	clock := &testClock{t: time.Now()}
 	verifier, err := auth.NewVerifier([]string{testSecret}, auth.WithClock(func() time.Time { return clock.Now() }))
 	if err != nil {
@@ -48,10 +58,6 @@ func newTestGateway(t *testing.T, opts ...gwOption) *testGateway {
 	}
 	store := auth.NewMemoryStore()
 	sessions := auth.NewSessions(store, auth.DefaultPolicy(), func() time.Time { return clock.Now() })
-	backend, err := storage.New(context.Background(), storage.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := Config{
 		Verifier:    verifier,
 		Sessions:    sessions,
@@ -137,8 +143,21 @@ func (tg *testGateway) head(location string) *http.Response {
 	return res
 }
 
-// stored returns the bytes stored for an upload ID ("" and false if none).
+// stored returns the bytes stored for an upload ID so far ("" and false if none).
 func (tg *testGateway) stored(id string) (string, bool) {
+	if tg.backend.ServesContent() {
+		up, err := tg.backend.Upload(context.Background(), id)
+		if err != nil {
+			return "", false
+		}
+		rc, err := up.GetReader(context.Background())
+		if err != nil {
+			return "", true // incomplete multipart uploads cannot be read back
+		}
+		defer rc.Close()
+		data, _ := io.ReadAll(rc)
+		return string(data), true
+	}
 	data, err := os.ReadFile(filepath.Join(tg.dir, "uploads", id))
 	if err != nil {
 		return "", false
@@ -146,7 +165,7 @@ func (tg *testGateway) stored(id string) (string, bool) {
 	return string(data), true
 }
 
-// uploadFiles lists the upload IDs in the store.
+// uploadFiles lists the upload IDs in the disk store.
 func (tg *testGateway) uploadFiles() []string {
 	entries, _ := os.ReadDir(filepath.Join(tg.dir, "uploads"))
 	var ids []string

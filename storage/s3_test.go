@@ -1,0 +1,134 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uploadgate/uploadgate/internal/tests3"
+)
+
+func newS3Backend(t *testing.T) (*Backend, *tests3.Server) {
+	t.Helper()
+	srv := tests3.Start(t)
+	srv.Setenv(t)
+	b, err := New(context.Background(), Config{
+		Backend:           BackendS3,
+		DataDir:           t.TempDir(),
+		CreateLockTimeout: time.Second,
+		S3:                S3Config{Bucket: srv.Bucket, Endpoint: srv.Endpoint, PathStyle: true, Prefix: "ug"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, srv
+}
+
+// The gateway's IDs stay the IDs on S3: no "+<multipart id>" leaks out, and
+// an upload is found again by its ID alone.
+func TestS3KeepsGatewayIDs(t *testing.T) {
+	b, _ := newS3Backend(t)
+	ctx := context.Background()
+	if err := b.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data := strings.Repeat("x", 6<<20) + "tail"
+	up, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: "abcdefghijklmnopqrstuvwxyz", Size: int64(len(data)), MetaData: handler.MetaData{"filetype": "text/plain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := up.GetInfo(ctx)
+	if err != nil || info.ID != "abcdefghijklmnopqrstuvwxyz" {
+		t.Fatalf("info ID %q (%v)", info.ID, err)
+	}
+	if _, err := up.WriteChunk(ctx, 0, strings.NewReader(data[:5<<20])); err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Upload(ctx, "abcdefghijklmnopqrstuvwxyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err = again.GetInfo(ctx)
+	if err != nil || info.Offset != 5<<20 || info.ID != "abcdefghijklmnopqrstuvwxyz" {
+		t.Fatalf("after one part: %+v %v", info, err)
+	}
+	if _, err := again.WriteChunk(ctx, info.Offset, strings.NewReader(data[5<<20:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.FinishUpload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	final, _ := b.Upload(ctx, "abcdefghijklmnopqrstuvwxyz")
+	info, _ = final.GetInfo(ctx)
+	if info.Offset != info.Size {
+		t.Fatalf("not complete: %+v", info)
+	}
+	rc, err := final.GetReader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != data {
+		t.Fatalf("object of %d bytes differs", len(got))
+	}
+	// A second creation with the same ID neither truncates nor orphans.
+	if _, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: "abcdefghijklmnopqrstuvwxyz", Size: 1}); !errors.Is(err, ErrUploadExists) {
+		t.Fatalf("second creation: %v", err)
+	}
+	if _, err := b.Upload(ctx, "zzzzzzzzzzzzzzzzzzzzzzzzzz"); !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("missing upload: %v", err)
+	}
+	if err := b.Terminate(ctx, "abcdefghijklmnopqrstuvwxyz"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Upload(ctx, "abcdefghijklmnopqrstuvwxyz"); !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("after terminate: %v", err)
+	}
+}
+
+func TestS3Concatenation(t *testing.T) {
+	b, _ := newS3Backend(t)
+	ctx := context.Background()
+	var parts []handler.Upload
+	for i, chunk := range []string{"hello ", "world"} {
+		id := []string{"aaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbb"}[i]
+		up, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: id, Size: int64(len(chunk)), IsPartial: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.WriteChunk(ctx, 0, strings.NewReader(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		if err := up.FinishUpload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := b.Upload(ctx, id)
+		parts = append(parts, again)
+	}
+	final, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: "cccccccccccccccccccccccccc", Size: 11, IsFinal: true, PartialUploads: []string{"aaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbb"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Composer.Concater.AsConcatableUpload(final).ConcatUploads(ctx, parts); err != nil {
+		t.Fatal(err)
+	}
+	up, _ := b.Upload(ctx, "cccccccccccccccccccccccccc")
+	info, _ := up.GetInfo(ctx)
+	if info.PartialUploads[0] != "aaaaaaaaaaaaaaaaaaaaaaaaaa" {
+		t.Fatalf("partial IDs %v", info.PartialUploads)
+	}
+	rc, err := up.GetReader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != "hello world" {
+		t.Fatalf("final %q", got)
+	}
+}
