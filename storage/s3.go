@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -78,7 +79,7 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	} else if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("create part directory: %w", err)
 	}
-	store := s3store.New(c.Bucket, client)
+	store := s3store.New(c.Bucket, gaplessParts{client})
 	store.ObjectPrefix = c.Prefix
 	store.MinPartSize = c.MinPartSize
 	store.PreferredPartSize = c.PreferredPartSize
@@ -113,6 +114,40 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 			return nil
 		},
 	}, nil
+}
+
+// gaplessParts guards s3store's offsets. s3store derives an upload's offset
+// from the sum of its listed parts and numbers the next part len(parts)+1. It
+// uploads a PATCH's parts concurrently, so when one part fails and a later one
+// succeeds, the listing has a gap: the offset would count bytes that are not
+// contiguous, and the completed object would silently lack the missing part.
+// gaplessParts hands s3store only the parts up to the first gap, so the offset
+// is the contiguous prefix, the next part overwrites the gap, and parts after
+// it are left out of the completed object.
+type gaplessParts struct{ *s3.Client }
+
+func (g gaplessParts) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
+	out, err := g.Client.ListParts(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	next := int32(1)
+	if in.PartNumberMarker != nil && *in.PartNumberMarker != "" {
+		m, err := strconv.ParseInt(*in.PartNumberMarker, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("part number marker %q: %w", *in.PartNumberMarker, err)
+		}
+		next = int32(m) + 1
+	}
+	for i, p := range out.Parts {
+		if p.PartNumber == nil || *p.PartNumber != next {
+			out.Parts = out.Parts[:i]
+			out.IsTruncated = aws.Bool(false)
+			break
+		}
+		next++
+	}
+	return out, nil
 }
 
 // s3IDs keeps upload IDs as the gateway chose them. tusd's s3store names an

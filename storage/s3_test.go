@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/internal/tests3"
 )
@@ -130,5 +132,59 @@ func TestS3Concatenation(t *testing.T) {
 	rc.Close()
 	if string(got) != "hello world" {
 		t.Fatalf("final %q", got)
+	}
+}
+
+// A part that failed while a later one of the same PATCH succeeded leaves a
+// gap in the listed parts. The offset must be the contiguous prefix, and the
+// resumed upload must complete with the right bytes (no part missing).
+func TestS3GapInPartsIsNotCounted(t *testing.T) {
+	b, srv := newS3Backend(t)
+	ctx := context.Background()
+	const id = "gapgapgapgapgapgapgapgapga"
+	part := 5 << 20
+	data := strings.Repeat("a", part) + strings.Repeat("b", part) + strings.Repeat("c", part)
+	up, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: id, Size: int64(len(data))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WriteChunk(ctx, 0, strings.NewReader(data[:part])); err != nil {
+		t.Fatal(err)
+	}
+	// Part 3 arrives, part 2 never did: what a failed concurrent part upload leaves.
+	full, err := b.core.(*createGuard).inner.(*s3IDs).fullID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := full[strings.LastIndexByte(full, '+')+1:]
+	if _, err := srv.Client().UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: aws.String(srv.Bucket), Key: aws.String("ug/" + id), UploadId: aws.String(mp),
+		PartNumber: aws.Int32(3), Body: strings.NewReader(strings.Repeat("Z", part)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Upload(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := again.GetInfo(ctx)
+	if err != nil || info.Offset != int64(part) {
+		t.Fatalf("offset %d (%v), want %d: the part after the gap must not count", info.Offset, err, part)
+	}
+	if _, err := again.WriteChunk(ctx, info.Offset, strings.NewReader(data[part:])); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.FinishUpload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := b.Upload(ctx, id)
+	rc, err := done.GetReader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != data {
+		t.Fatalf("completed object has %d bytes and differs from the upload", len(got))
 	}
 }
