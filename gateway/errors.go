@@ -74,7 +74,13 @@ func refusalFor(err error) *refusal {
 	}
 	var te handler.Error
 	if errors.As(err, &te) {
-		return &refusal{status: te.HTTPResponse.StatusCode, reason: te.Message, cause: err}
+		rf := &refusal{status: te.HTTPResponse.StatusCode, reason: te.Message, cause: err}
+		for k, v := range te.HTTPResponse.Header {
+			if k != "Content-Type" {
+				rf = rf.with(k, v)
+			}
+		}
+		return rf
 	}
 	return &refusal{status: http.StatusInternalServerError, reason: "internal error", cause: err}
 }

@@ -12,6 +12,8 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// mapStatus may replace a final status before it is sent.
+	mapStatus func(h http.Header, status int) int
 	// beforeHeader runs once, before a final (non-1xx) status is written.
 	beforeHeader func(h http.Header, status int)
 }
@@ -24,6 +26,9 @@ func (w *recorder) WriteHeader(code int) {
 	}
 	if w.status != 0 {
 		return
+	}
+	if w.mapStatus != nil {
+		code = w.mapStatus(w.ResponseWriter.Header(), code)
 	}
 	w.status = code
 	if w.beforeHeader != nil {

@@ -96,3 +96,54 @@ func TestDoorsOnS3(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// While the object store is down, requests get answers clients retry (503 on
+// PATCH and PUT with Retry-After, 423 on HEAD), never a 4xx that makes them
+// give up; once it is back, the upload resumes and completes.
+func TestS3OutageIsRetryable(t *testing.T) {
+	srv := tests3.Start(t)
+	srv.Setenv(t)
+	dir := t.TempDir()
+	backend, err := storage.New(context.Background(), storage.Config{
+		Backend: storage.BackendS3, DataDir: dir,
+		S3: storage.S3Config{Bucket: srv.Bucket, Endpoint: srv.Endpoint, PathStyle: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := newTestGatewayOn(t, dir, backend)
+	file := strings.Repeat("x", 6<<20)
+	slot := tg.sign(auth.ProtoV1, "outage.bin", int64(len(file)), nil)
+	res := tg.tusCreate(slot, int64(len(file)), nil)
+	wantStatus(t, res, http.StatusCreated)
+	loc := res.Header.Get("Location")
+	wantStatus(t, tg.patch(loc, 0, file[:5<<20]), http.StatusNoContent)
+
+	srv.Stop()
+	h := tg.head(loc)
+	if h.StatusCode != http.StatusLocked || h.Header.Get("Retry-After") == "" {
+		t.Fatalf("HEAD during the outage: %d (Retry-After %q), want 423 with Retry-After", h.StatusCode, h.Header.Get("Retry-After"))
+	}
+	p := tg.patch(loc, 5<<20, file[5<<20:])
+	if p.StatusCode != http.StatusServiceUnavailable || p.Header.Get("Retry-After") == "" {
+		t.Fatalf("PATCH during the outage: %d, want 503 with Retry-After", p.StatusCode)
+	}
+	put, body := tg.put(slot.PutURL, file, nil)
+	if put.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, srv.Endpoint) {
+		t.Fatalf("PUT during the outage: %d %q, want 503 without internals", put.StatusCode, body)
+	}
+	rd, _ := tg.do(http.MethodGet, tg.srv.URL+"/readyz", nil, nil)
+	wantStatus(t, rd, http.StatusServiceUnavailable)
+
+	srv.Restart()
+	h = tg.head(loc)
+	wantStatus(t, h, http.StatusOK)
+	if h.Header.Get("Upload-Offset") != "5242880" {
+		t.Fatalf("offset after the outage %q", h.Header.Get("Upload-Offset"))
+	}
+	wantStatus(t, tg.patch(loc, 5<<20, file[5<<20:]), http.StatusNoContent)
+	get, got := tg.do(http.MethodGet, slot.GetURL, nil, nil)
+	if get.StatusCode != http.StatusOK || sha(got) != sha(file) {
+		t.Fatalf("download after the outage: %d, %d bytes", get.StatusCode, len(got))
+	}
+}

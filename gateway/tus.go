@@ -404,6 +404,19 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	r2.URL = &u
 	r = &r2
 	rec := &recorder{ResponseWriter: w}
+	if r.Method == http.MethodHead {
+		// tus-js-client restarts an upload from byte 0 after a 5xx on HEAD
+		// but retries a 423: an outage of a dependency must not cost uploads.
+		rec.mapStatus = func(h http.Header, status int) int {
+			if status >= 500 {
+				if h.Get("Retry-After") == "" {
+					h.Set("Retry-After", strconv.Itoa(retryAfter))
+				}
+				return http.StatusLocked
+			}
+			return status
+		}
+	}
 	rec.beforeHeader = func(h http.Header, status int) {
 		if v := h.Get("Tus-Extension"); v != "" {
 			h.Set("Tus-Extension", v+",expiration")

@@ -94,12 +94,8 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	locker = contendedLocker{inner: locker}
 	composer := handler.NewStoreComposer()
-	guarded := &createGuard{inner: ids, locker: locker, timeout: cfg.CreateLockTimeout}
-	composer.UseCore(guarded)
-	composer.UseTerminater(ids)
-	composer.UseConcater(ids)
-	composer.UseLengthDeferrer(ids)
-	composer.UseContentServer(ids)
+	guarded := &guard{core: ids, term: ids, concat: ids, length: ids, content: ids, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
+	guarded.useIn(composer)
 	composer.UseLocker(locker)
 	return &Backend{
 		Composer: composer,

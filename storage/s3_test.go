@@ -152,7 +152,7 @@ func TestS3GapInPartsIsNotCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Part 3 arrives, part 2 never did: what a failed concurrent part upload leaves.
-	full, err := b.core.(*createGuard).inner.(*s3IDs).fullID(ctx, id)
+	full, err := b.core.(*guard).core.(*s3IDs).fullID(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,10 +38,6 @@ type Config struct {
 	CreateLockTimeout time.Duration
 	Logger            *slog.Logger
 }
-
-// ErrUploadExists is returned when an upload is created with an ID that is
-// already in use. tusd's filestore would silently truncate the existing upload.
-var ErrUploadExists = handler.NewError("ERR_UPLOAD_EXISTS", "an upload with this ID exists already; retry to resume it", http.StatusConflict)
 
 // Backend is a configured storage backend.
 type Backend struct {
@@ -92,9 +87,8 @@ func newDisk(cfg Config) (*Backend, error) {
 	locker = contendedLocker{inner: locker}
 
 	composer := handler.NewStoreComposer()
-	fs.UseIn(composer)
-	guarded := &createGuard{inner: fs, locker: locker, timeout: cfg.CreateLockTimeout}
-	composer.UseCore(guarded)
+	guarded := &guard{core: fs, term: fs, concat: fs, length: fs, content: fs, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
+	guarded.useIn(composer)
 	composer.UseLocker(locker)
 
 	return &Backend{
@@ -200,40 +194,4 @@ func (l contendedLock) Lock(ctx context.Context, requestRelease func()) error {
 		return handler.ErrFileLocked
 	}
 	return err
-}
-
-// createGuard makes creation atomic per ID: under the upload's lock it fails
-// with ErrUploadExists when the ID exists, instead of letting the store
-// truncate it.
-type createGuard struct {
-	inner   handler.DataStore
-	locker  handler.Locker
-	timeout time.Duration
-}
-
-func (g *createGuard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
-	if info.ID == "" {
-		return g.inner.NewUpload(ctx, info)
-	}
-	lock, err := g.locker.NewLock(info.ID)
-	if err != nil {
-		return nil, fmt.Errorf("new lock: %w", err)
-	}
-	lctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
-	// A creation is short; it does not give up the lock when asked.
-	if err := lock.Lock(lctx, func() {}); err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	if _, err := g.inner.GetUpload(ctx, info.ID); err == nil {
-		return nil, ErrUploadExists
-	} else if !errors.Is(err, handler.ErrNotFound) {
-		return nil, fmt.Errorf("check for an existing upload: %w", err)
-	}
-	return g.inner.NewUpload(ctx, info)
-}
-
-func (g *createGuard) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
-	return g.inner.GetUpload(ctx, id)
 }

@@ -1,0 +1,207 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"syscall"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+)
+
+// ErrUploadExists is returned when an upload is created with an ID that is
+// already in use. tusd's filestore would silently truncate the existing upload.
+var ErrUploadExists = handler.NewError("ERR_UPLOAD_EXISTS", "an upload with this ID exists already; retry to resume it", http.StatusConflict)
+
+// ErrUnavailable answers a failure of the storage service (disk I/O, S3
+// unreachable): 503 with Retry-After, which clients retry. Nothing stored is
+// lost; the upload resumes once the service is back.
+var ErrUnavailable = handler.Error{
+	ErrorCode: "ERR_STORAGE_UNAVAILABLE",
+	Message:   "storage unavailable; retry later",
+	HTTPResponse: handler.HTTPResponse{
+		StatusCode: http.StatusServiceUnavailable,
+		Body:       "ERR_STORAGE_UNAVAILABLE: storage unavailable; retry later\n",
+		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
+	},
+}
+
+// ErrInsufficientStorage answers a write to a full disk: 507, and the bytes
+// stored before are kept.
+var ErrInsufficientStorage = handler.NewError("ERR_INSUFFICIENT_STORAGE", "the server has no room for this upload", http.StatusInsufficientStorage)
+
+// guard wraps a store's parts. Creation is atomic per ID and never truncates
+// an existing upload. Failures of the storage service become ErrUnavailable
+// or ErrInsufficientStorage, never tusd's 500 with the error text.
+type guard struct {
+	core    handler.DataStore
+	term    handler.TerminaterDataStore
+	concat  handler.ConcaterDataStore
+	length  handler.LengthDeferrerDataStore
+	content handler.ContentServerDataStore
+	locker  handler.Locker
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// classify turns a storage error into the error clients should see. tusd's
+// own errors (not found, offsets…) and cancellations pass unchanged.
+func (g *guard) classify(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var he handler.Error
+	if errors.As(err, &he) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return err
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		g.log.WarnContext(ctx, "storage full", "op", op, "error", err)
+		return ErrInsufficientStorage
+	}
+	g.log.ErrorContext(ctx, "storage failed", "op", op, "error", err)
+	return ErrUnavailable
+}
+
+func (g *guard) useIn(c *handler.StoreComposer) {
+	c.UseCore(g)
+	c.UseTerminater(g)
+	c.UseConcater(g)
+	c.UseLengthDeferrer(g)
+	if g.content != nil {
+		c.UseContentServer(g)
+	}
+}
+
+func (g *guard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	if info.ID == "" {
+		up, err := g.core.NewUpload(ctx, info)
+		return g.wrap(up), g.classify(ctx, "create", err)
+	}
+	lock, err := g.locker.NewLock(info.ID)
+	if err != nil {
+		return nil, g.classify(ctx, "lock", fmt.Errorf("new lock: %w", err))
+	}
+	lctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	// A creation is short; it does not give up the lock when asked.
+	if err := lock.Lock(lctx, func() {}); err != nil {
+		return nil, g.classify(ctx, "lock", err)
+	}
+	defer lock.Unlock()
+	if _, err := g.core.GetUpload(ctx, info.ID); err == nil {
+		return nil, ErrUploadExists
+	} else if !errors.Is(err, handler.ErrNotFound) {
+		return nil, g.classify(ctx, "check existing", err)
+	}
+	up, err := g.core.NewUpload(ctx, info)
+	if err != nil {
+		return nil, g.classify(ctx, "create", err)
+	}
+	return g.wrap(up), nil
+}
+
+func (g *guard) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	up, err := g.core.GetUpload(ctx, id)
+	if err != nil {
+		return nil, g.classify(ctx, "get", err)
+	}
+	return g.wrap(up), nil
+}
+
+func (g *guard) wrap(u handler.Upload) handler.Upload {
+	if u == nil {
+		return nil
+	}
+	return guardedUpload{inner: u, g: g}
+}
+
+func unwrapGuarded(u handler.Upload) handler.Upload {
+	if w, ok := u.(guardedUpload); ok {
+		return w.inner
+	}
+	return u
+}
+
+func (g *guard) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
+	return guardedTerm{inner: g.term.AsTerminatableUpload(unwrapGuarded(u)), g: g}
+}
+
+func (g *guard) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
+	return guardedLength{inner: g.length.AsLengthDeclarableUpload(unwrapGuarded(u)), g: g}
+}
+
+func (g *guard) AsServableUpload(u handler.Upload) handler.ServableUpload {
+	return guardedServe{inner: g.content.AsServableUpload(unwrapGuarded(u)), g: g}
+}
+
+func (g *guard) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
+	return guardedConcat{inner: g.concat.AsConcatableUpload(unwrapGuarded(u)), g: g}
+}
+
+type guardedUpload struct {
+	inner handler.Upload
+	g     *guard
+}
+
+func (u guardedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
+	info, err := u.inner.GetInfo(ctx)
+	return info, u.g.classify(ctx, "info", err)
+}
+
+func (u guardedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	n, err := u.inner.WriteChunk(ctx, offset, src)
+	return n, u.g.classify(ctx, "write", err)
+}
+
+func (u guardedUpload) GetReader(ctx context.Context) (io.ReadCloser, error) {
+	rc, err := u.inner.GetReader(ctx)
+	return rc, u.g.classify(ctx, "read", err)
+}
+
+func (u guardedUpload) FinishUpload(ctx context.Context) error {
+	return u.g.classify(ctx, "finish", u.inner.FinishUpload(ctx))
+}
+
+type guardedTerm struct {
+	inner handler.TerminatableUpload
+	g     *guard
+}
+
+func (t guardedTerm) Terminate(ctx context.Context) error {
+	return t.g.classify(ctx, "terminate", t.inner.Terminate(ctx))
+}
+
+type guardedLength struct {
+	inner handler.LengthDeclarableUpload
+	g     *guard
+}
+
+func (l guardedLength) DeclareLength(ctx context.Context, length int64) error {
+	return l.g.classify(ctx, "declare length", l.inner.DeclareLength(ctx, length))
+}
+
+type guardedServe struct {
+	inner handler.ServableUpload
+	g     *guard
+}
+
+func (s guardedServe) ServeContent(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	return s.g.classify(ctx, "serve", s.inner.ServeContent(ctx, w, r))
+}
+
+type guardedConcat struct {
+	inner handler.ConcatableUpload
+	g     *guard
+}
+
+func (c guardedConcat) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	inner := make([]handler.Upload, len(partials))
+	for i, p := range partials {
+		inner[i] = unwrapGuarded(p)
+	}
+	return c.g.classify(ctx, "concatenate", c.inner.ConcatUploads(ctx, inner))
+}
