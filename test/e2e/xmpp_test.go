@@ -1,0 +1,496 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+)
+
+// The XEP-0363 door with real XMPP software: Debian's Prosody hands out the
+// slots (prosody-modules' mod_http_upload_external v1 and v2, and Prosody's
+// own mod_http_file_share with JWT slots), and a slixmpp client discovers the
+// upload service, requests slots and PUTs files to one running uploadgate.
+
+const (
+	xmppDomain    = "localhost"
+	xmppUser      = "tester"
+	xmppSizeLimit = 16 * MiB
+)
+
+// TestXMPPUploadProsody uploads the same set of files through each of
+// Prosody's upload components and downloads them again from the GET URLs.
+func TestXMPPUploadProsody(t *testing.T) {
+	t.Parallel()
+	python := requireXMPP(t)
+	s := startServer(t)
+	p := startProsody(t, s.URL+"/upload/", s.Secret)
+	if strings.Contains(p.log(), "Activated service 'http") {
+		t.Errorf("Prosody started an HTTP server; the upload components with an external service should not need one")
+	}
+	password := randomHex(t, 12)
+	p.register(t, xmppUser, password)
+
+	files := xmppTestFiles(t)
+	for _, c := range []struct {
+		name, service string
+		check         func(t *testing.T, up xmppUpload)
+	}{
+		{"http_upload_external_v1", "upload-v1." + xmppDomain, func(t *testing.T, up xmppUpload) {
+			xmppRequireSignature(t, up, "v")
+		}},
+		{"http_upload_external_v2", "upload-v2." + xmppDomain, func(t *testing.T, up xmppUpload) {
+			xmppRequireSignature(t, up, "v2")
+		}},
+		{"http_file_share_jwt", "share." + xmppDomain, func(t *testing.T, up xmppUpload) {
+			u := xmppParseURL(t, up.PutURL)
+			if u.RawQuery != "" {
+				t.Errorf("%s: PUT URL %s carries a query; mod_http_file_share signs with a header", up.Name, up.PutURL)
+			}
+			if !strings.HasPrefix(up.PutHeaders["Authorization"], "Bearer ey") {
+				t.Errorf("%s: slot headers %v; want Authorization: Bearer <JWT>", up.Name, up.PutHeaders)
+			}
+			if up.GetURL != up.PutURL {
+				t.Errorf("%s: GET URL %s differs from PUT URL %s; mod_http_file_share hands out one URL", up.Name, up.GetURL, up.PutURL)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			res := runXEP0363Client(t, python, p, xmppUser+"@"+xmppDomain, password, c.service, files)
+			if res.Service.JID != c.service || res.Service.MaxFileSize == nil || *res.Service.MaxFileSize != xmppSizeLimit {
+				t.Errorf("disco found %+v; want %s with max-file-size %d", res.Service, c.service, xmppSizeLimit)
+			}
+			if len(res.Uploads) != len(files) {
+				t.Fatalf("the client reported %d uploads; want %d", len(res.Uploads), len(files))
+			}
+			for i, up := range res.Uploads {
+				f := files[i]
+				if up.Name != filepath.Base(f.Path) || up.Size != f.Size {
+					t.Fatalf("upload %d is %q (%d B); want %q (%d B)", i, up.Name, up.Size, filepath.Base(f.Path), f.Size)
+				}
+				t.Logf("%s (%d B, type %s, via %s): PUT %s %v → %d; GET %s", up.Name, up.Size, xmppTypeName(up.Type), up.Via, up.PutURL, xmppHeaderNames(up.PutHeaders), up.Status, up.GetURL)
+				if up.Status != 201 {
+					t.Errorf("%s (%d B, via %s): PUT %s answered %d %q; want exactly 201", up.Name, up.Size, up.Via, up.PutURL, up.Status, up.Body)
+					continue
+				}
+				for _, u := range []string{up.PutURL, up.GetURL} {
+					if !strings.HasPrefix(u, s.URL+"/upload/") {
+						t.Errorf("%s: slot URL %s is not under the gateway's upload base %s/upload/", up.Name, u, s.URL)
+					}
+				}
+				if path := xmppParseURL(t, up.GetURL).Path; !strings.HasSuffix(path, "/"+up.Name) {
+					t.Errorf("%s: GET URL %s decodes to path %q; want it to end with the file name", up.Name, up.GetURL, path)
+				}
+				c.check(t, up)
+
+				resp, sum, n := download(t, up.GetURL)
+				if resp.StatusCode != 200 || sum != f.SHA256 || n != f.Size {
+					t.Errorf("%s: GET %s = %d, %d B, sha256 %s; want 200, %d B, sha256 %s", up.Name, up.GetURL, resp.StatusCode, n, sum, f.Size, f.SHA256)
+				}
+				wantType := "application/octet-stream"
+				if f.Type != nil {
+					wantType = *f.Type
+				}
+				if got := resp.Header.Get("Content-Type"); got != wantType {
+					t.Errorf("%s: GET Content-Type %q; want %q", up.Name, got, wantType)
+				}
+				if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+					t.Errorf("%s: GET X-Content-Type-Options %q; want nosniff", up.Name, got)
+				}
+			}
+		})
+	}
+}
+
+func xmppRequireSignature(t *testing.T, up xmppUpload, param string) {
+	t.Helper()
+	q := xmppParseURL(t, up.PutURL).Query()
+	if len(q) != 1 || len(q.Get(param)) != 64 {
+		t.Errorf("%s: PUT URL %s; want exactly one query parameter %s=<64 hex>", up.Name, up.PutURL, param)
+	}
+	if len(up.PutHeaders) != 0 {
+		t.Errorf("%s: slot headers %v; want none", up.Name, up.PutHeaders)
+	}
+}
+
+func xmppTypeName(t *string) string {
+	if t == nil {
+		return "(none)"
+	}
+	return strconv.Quote(*t)
+}
+
+// xmppHeaderNames lists the names of the slot's headers (their values are secret).
+func xmppHeaderNames(h map[string]string) []string {
+	names := []string{}
+	for k := range h {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func xmppParseURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("URL %q: %v", s, err)
+	}
+	return u
+}
+
+// xmppFile is one file the XMPP client uploads; the slot's file name is the
+// base name of Path.
+type xmppFile struct {
+	Path   string  `json:"path"`
+	Type   *string `json:"type"` // the slot request's content-type; nil: none
+	Via    string  `json:"via"`  // "helper" (slixmpp's upload_file) or "http" (own slot request and PUT)
+	Size   int64   `json:"-"`
+	SHA256 string  `json:"-"`
+}
+
+// xmppTestFiles writes the files every component gets: empty, one byte, 5 MiB,
+// a name outside ASCII, an image type, no type at all.
+func xmppTestFiles(t *testing.T) []xmppFile {
+	t.Helper()
+	typ := func(s string) *string { return &s }
+	specs := []struct {
+		name string
+		size int64
+		typ  *string
+		via  string
+	}{
+		{"empty.txt", 0, typ("text/plain"), "helper"},
+		{"one byte.bin", 1, nil, "http"},
+		{"big.bin", 5 * MiB, typ("application/octet-stream"), "helper"},
+		{"Grüße 😀.txt", 3000, typ("text/plain; charset=utf-8"), "http"},
+		{"photo.jpg", 96 * KiB, typ("image/jpeg"), "helper"},
+		{"no-type.dat", 70 * KiB, nil, "http"},
+	}
+	dir := t.TempDir()
+	var files []xmppFile
+	for _, sp := range specs {
+		p, sum := randomFile(t, sp.name, sp.size)
+		// Give every file its own directory so that the names stay as they are.
+		sub := filepath.Join(dir, strconv.Itoa(len(files)))
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(sub, sp.name)
+		if err := os.Rename(p, dst); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, xmppFile{Path: dst, Type: sp.typ, Via: sp.via, Size: sp.size, SHA256: sum})
+	}
+	return files
+}
+
+// xmppResult is the JSON line test/xmpp/xep0363_upload.py prints.
+type xmppResult struct {
+	OK      bool   `json:"ok"`
+	Error   string `json:"error"`
+	Service struct {
+		JID         string     `json:"jid"`
+		Identities  [][]string `json:"identities"`
+		Features    []string   `json:"features"`
+		MaxFileSize *int64     `json:"max_file_size"`
+	} `json:"service"`
+	Uploads []xmppUpload `json:"uploads"`
+}
+
+type xmppUpload struct {
+	Name       string            `json:"name"`
+	Size       int64             `json:"size"`
+	Type       *string           `json:"type"`
+	Via        string            `json:"via"`
+	PutURL     string            `json:"put_url"`
+	PutHeaders map[string]string `json:"put_headers"`
+	GetURL     string            `json:"get_url"`
+	Status     int               `json:"status"`
+	Body       string            `json:"body"`
+}
+
+// runXEP0363Client runs the slixmpp client against Prosody for one upload
+// service and returns its result; a run that does not end with ok:true fails
+// the test.
+func runXEP0363Client(t *testing.T, python string, p *prosody, jid, password, service string, files []xmppFile) xmppResult {
+	t.Helper()
+	spec, err := json.Marshal(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specPath := filepath.Join(t.TempDir(), "files.json")
+	if err := os.WriteFile(specPath, spec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{filepath.Join(repoRoot, "test", "xmpp", "xep0363_upload.py"),
+		"--jid", jid, "--password", password,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(p.Port),
+		"--service", service, "--files", specPath, "--timeout", "90"}
+	cmd := exec.CommandContext(ctx, python, args...)
+	cmd.Env = append(childEnv(), "PYTHONIOENCODING=utf-8", "PYTHONDONTWRITEBYTECODE=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	runErr := cmd.Run()
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var res xmppResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("xep0363_upload.py for %s: %v; no JSON result (%v)\nstdout:\n%s\nstderr:\n%s",
+			service, runErr, err, stdout.Bytes(), stderr.Bytes())
+	}
+	if !res.OK || runErr != nil {
+		t.Fatalf("xep0363_upload.py for %s: exit %v, error %q\nstderr:\n%s", service, runErr, res.Error, stderr.Bytes())
+	}
+	t.Logf("slixmpp uploaded %d files through %s in %v", len(res.Uploads), service, time.Since(start).Round(time.Millisecond))
+	return res
+}
+
+var (
+	xmppPythonOnce sync.Once
+	xmppPython     string
+	xmppPythonErr  error
+)
+
+// requireXMPP returns a Python interpreter that has slixmpp and aiohttp, after
+// checking that Prosody is installed. A missing tool fails the test, unless
+// UPLOADGATE_E2E_SKIP_XMPP=1 asks for a skip.
+func requireXMPP(t testing.TB) string {
+	t.Helper()
+	missing := func(what string) {
+		t.Helper()
+		if os.Getenv("UPLOADGATE_E2E_SKIP_XMPP") == "1" {
+			t.Skipf("%s; skipped because UPLOADGATE_E2E_SKIP_XMPP=1", what)
+		}
+		t.Fatalf("%s: run `make deps` (scripts/install-test-deps.sh installs prosody, prosody-modules, "+
+			"python3-slixmpp and python3-aiohttp), or set UPLOADGATE_E2E_SKIP_XMPP=1 to skip the XMPP tests", what)
+	}
+	for _, tool := range []string{"prosody", "prosodyctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(tool + " not found in PATH")
+		}
+	}
+	if _, err := os.Stat(prosodyModule("mod_http_upload_external")); err != nil {
+		missing("prosody-modules' mod_http_upload_external is not installed")
+	}
+	xmppPythonOnce.Do(func() {
+		// Debian's python3-slixmpp belongs to the system's python3, which a
+		// python3 earlier in PATH (a virtualenv, pyenv) may hide.
+		var tried []string
+		for _, cand := range []string{"python3", "/usr/bin/python3"} {
+			p, err := exec.LookPath(cand)
+			if err != nil {
+				continue
+			}
+			out, err := exec.Command(p, "-c", "import slixmpp, aiohttp").CombinedOutput()
+			if err == nil {
+				xmppPython = p
+				return
+			}
+			tried = append(tried, fmt.Sprintf("%s: %v: %s", p, err, bytes.TrimSpace(out)))
+		}
+		xmppPythonErr = fmt.Errorf("no python3 with slixmpp and aiohttp (%s)", strings.Join(tried, "; "))
+	})
+	if xmppPythonErr != nil {
+		missing(xmppPythonErr.Error())
+	}
+	return xmppPython
+}
+
+// prosodyModule is where Debian's prosody-modules keeps a community module.
+func prosodyModule(name string) string {
+	return filepath.Join("/usr/lib/prosody/modules", name, name+".lua")
+}
+
+// prosody is one running Prosody.
+type prosody struct {
+	Port    int
+	Config  string
+	LogPath string
+
+	cmd    *exec.Cmd
+	out    string        // its stdout and stderr
+	exited chan struct{} // closed when the process has exited
+	err    error         // the result of Wait, valid once exited is closed
+}
+
+// startProsody runs Prosody on a free loopback port from a configuration in a
+// temporary directory, with the upload components signing for uploadBase with
+// secret. It is stopped by its PID when the test ends.
+func startProsody(t testing.TB, uploadBase, secret string) *prosody {
+	t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		p, err := tryStartProsody(t, uploadBase, secret)
+		if err == nil {
+			return p
+		}
+		lastErr = err
+		if !errors.Is(err, errPortTaken) {
+			break
+		}
+	}
+	t.Fatalf("starting prosody: %v", lastErr)
+	return nil
+}
+
+var prosodyConfig = template.Must(template.New("prosody.cfg.lua.tmpl").
+	Funcs(template.FuncMap{"lua": prosodyLuaString}).
+	ParseFiles(filepath.Join("..", "xmpp", "prosody.cfg.lua.tmpl")))
+
+// prosodyLuaString quotes s as a Lua string literal.
+func prosodyLuaString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, "\\%03d", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func tryStartProsody(t testing.TB, uploadBase, secret string) (*prosody, error) {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"data", "certs"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o750); err != nil {
+			return nil, err
+		}
+	}
+	p := &prosody{
+		Port:    port,
+		Config:  filepath.Join(dir, "prosody.cfg.lua"),
+		LogPath: filepath.Join(dir, "prosody.log"),
+		out:     filepath.Join(dir, "prosody.out"),
+		exited:  make(chan struct{}),
+	}
+	var cfg bytes.Buffer
+	if err := prosodyConfig.Execute(&cfg, map[string]any{
+		"PidFile":    filepath.Join(dir, "prosody.pid"),
+		"DataDir":    filepath.Join(dir, "data"),
+		"CertsDir":   filepath.Join(dir, "certs"),
+		"LogFile":    p.LogPath,
+		"C2SPort":    port,
+		"Domain":     xmppDomain,
+		"UploadBase": uploadBase,
+		"Secret":     secret,
+		"SizeLimit":  xmppSizeLimit,
+	}); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(p.Config, cfg.Bytes(), 0o640); err != nil {
+		return nil, err
+	}
+	out, err := os.Create(p.out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own descriptor
+	p.cmd = exec.Command("prosody", "--config", p.Config, "-F")
+	p.cmd.Dir = dir
+	p.cmd.Env = childEnv()
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+
+	ready := fmt.Sprintf("Activated service 'c2s' on [127.0.0.1]:%d", port)
+	taken := fmt.Sprintf("Failed to open server port %d", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		log := p.log()
+		switch {
+		case strings.Contains(log, ready):
+			return p, nil
+		case strings.Contains(log, taken):
+			return nil, fmt.Errorf("%w: %d", errPortTaken, port)
+		}
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("prosody exited before it listened (%v); output:\n%s\nlog:\n%s", p.err, p.output(), log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("prosody did not listen on port %d within 20s; output:\n%s\nlog:\n%s", port, p.output(), log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// register creates an account with prosodyctl (it writes the account file
+// directly; no server connection is needed).
+func (p *prosody) register(t testing.TB, user, password string) {
+	t.Helper()
+	cmd := exec.Command("prosodyctl", "--config", p.Config, "register", user, xmppDomain, password)
+	cmd.Dir = filepath.Dir(p.Config)
+	cmd.Env = childEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("prosodyctl register %s %s: %v\n%s", user, xmppDomain, err, out)
+	}
+	acct := filepath.Join(filepath.Dir(p.Config), "data", xmppDomain, "accounts", user+".dat")
+	if _, err := os.Stat(acct); err != nil {
+		t.Fatalf("prosodyctl register did not create the account: %v", err)
+	}
+}
+
+// stop sends SIGTERM to Prosody's PID, waits up to 10 s, then SIGKILL.
+func (p *prosody) stop(t testing.TB) {
+	select {
+	case <-p.exited:
+	default:
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+			t.Errorf("prosody (pid %d) did not exit within 10s of SIGTERM; killed", p.cmd.Process.Pid)
+		}
+	}
+	if t.Failed() {
+		t.Logf("prosody output:\n%s\nprosody log (%s):\n%s", p.output(), p.LogPath, p.log())
+	}
+}
+
+func (p *prosody) log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+func (p *prosody) output() string {
+	b, _ := os.ReadFile(p.out)
+	return string(b)
+}
