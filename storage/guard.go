@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -106,6 +107,17 @@ func (g *guard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 
 func (g *guard) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
 	up, err := g.core.GetUpload(ctx, id)
+	// filestore writes an upload's .info in place (truncate, then write): a
+	// read that races with a creation can see it empty or half written.
+	var syntax *json.SyntaxError
+	for i := 0; i < 20 && errors.As(err, &syntax); i++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		up, err = g.core.GetUpload(ctx, id)
+	}
 	if err != nil {
 		return nil, g.classify(ctx, "get", err)
 	}
