@@ -1,0 +1,653 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis store defaults.
+const (
+	// DefaultRedisKeyPrefix starts the name of every key of a RedisStore.
+	DefaultRedisKeyPrefix = "uploadgate:"
+	// DefaultRedisExpiryMargin is how long after a session's SweepAt Redis
+	// deletes the session by itself if the clean-up has not done so.
+	DefaultRedisExpiryMargin = 24 * time.Hour
+)
+
+// redisHashTag follows the key prefix in every key name. Redis Cluster hashes
+// only the part of a key between the first "{" and the next "}", so every key
+// of a RedisStore lands in the same hash slot: the scripts below touch several
+// keys at once (a session, its slot mappings, the sweep index), which Cluster
+// allows only within one slot (each script gets every key it touches in KEYS,
+// none derived inside the script). The price is that one shard (a primary and its
+// replicas) holds all sessions; Cluster then gives failover, not sharding of
+// sessions. A session record is about a kilobyte, so one shard holds millions.
+const redisHashTag = "{sessions}"
+
+// Bounds of the optimistic write loop (Update, Rebind, Delete).
+const (
+	redisMaxWriteAttempts = 200
+	redisBackoffBase      = 200 * time.Microsecond
+	redisBackoffMax       = 20 * time.Millisecond
+	// redisExpiredRounds bounds how often Expired queries again after it pruned
+	// stale sweep index entries.
+	redisExpiredRounds = 4
+)
+
+// RedisOptions configure a RedisStore.
+type RedisOptions struct {
+	// KeyPrefix starts every key name (default DefaultRedisKeyPrefix). Gateways
+	// that share sessions use the same prefix. It must not contain "{" or "}":
+	// the store adds the Cluster hash tag itself.
+	KeyPrefix string
+	// ExpiryMargin is how long after a session's SweepAt Redis deletes the
+	// session and its slot mappings by itself (PEXPIREAT), should the clean-up
+	// not have deleted them by then (default DefaultRedisExpiryMargin; negative:
+	// never). A session without SweepAt never expires.
+	ExpiryMargin time.Duration
+}
+
+// RedisStore is a Store in Redis, for several gateway instances that share
+// sessions. It works on a single node, with Sentinel and with Cluster (any
+// redis.UniversalClient) and needs Redis 6.2 or newer (or a compatible server).
+// Every write is one Lua script, which Redis runs atomically; an Update or
+// Rebind reads the session, applies its function in Go and commits with a
+// script only if the session's version is still the one it read, retrying on
+// a conflict (optimistic concurrency, like WATCH/MULTI, but without pinning a
+// connection per pending write and with every index change in the same atomic
+// step). Scripts are sent with EVALSHA, falling back to EVAL.
+//
+// Keys, with P the key prefix followed by the hash tag ("uploadgate:{sessions}:"):
+//
+//	P session:<upload ID>  hash: d = session JSON, v = version, w = sweep index entry
+//	P slot:<slot key>      string: the upload ID the slot is mapped to
+//	P slots:<upload ID>    set: the names of the slot keys mapped to the upload
+//	P sweep                sorted set of sessions with a SweepAt (see below)
+//
+// A sweep index entry is 16 hex digits of SweepAt in Unix nanoseconds (sign
+// bit flipped, so that text order is time order) followed by the upload ID;
+// its score is SweepAt in Unix milliseconds, which a float64 holds exactly (Unix
+// nanoseconds it would round). Equal scores sort by entry, so the index is in
+// exact SweepAt order, ties by upload ID.
+//
+// A session with a SweepAt expires (with its slot mappings) ExpiryMargin after
+// it, so that Redis never drops a session that the clean-up still needs, nor
+// keeps one forever that the clean-up missed; Expired prunes the index entries
+// such expiries leave behind. Expiry times are absolute (PEXPIREAT), taken on
+// the gateway's clock and applied on Redis's: the margin must exceed any skew
+// between them. Run Redis with AOF persistence (appendfsync everysec) and
+// maxmemory-policy noeviction.
+//
+// Every failure of Redis (connection refused, timeout, LOADING, READONLY, OOM …)
+// is returned wrapped in ErrStoreUnavailable. A RedisStore is safe for
+// concurrent use.
+type RedisStore struct {
+	client redis.UniversalClient
+	prefix string // key prefix and hash tag
+	margin time.Duration
+	closed atomic.Bool
+
+	create, put, del, prune *redis.Script
+}
+
+var _ Store = (*RedisStore)(nil)
+
+// NewRedisStore returns a store that keeps sessions in Redis through client,
+// which stays the caller's: Close does not close it. It panics if
+// opts.KeyPrefix contains a brace.
+func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+	prefix := opts.KeyPrefix
+	if prefix == "" {
+		prefix = DefaultRedisKeyPrefix
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		panic("auth: a Redis key prefix must not contain braces")
+	}
+	margin := opts.ExpiryMargin
+	if margin == 0 {
+		margin = DefaultRedisExpiryMargin
+	}
+	return &RedisStore{
+		client: client,
+		prefix: prefix + redisHashTag + ":",
+		margin: margin,
+		create: redis.NewScript(redisCreateScript),
+		put:    redis.NewScript(redisPutScript),
+		del:    redis.NewScript(redisDeleteScript),
+		prune:  redis.NewScript(redisPruneScript),
+	}
+}
+
+// redisExpireFunc is the start of every script that sets expiries: at is
+// Unix milliseconds, or "" for no expiry. An expiry in the past deletes the
+// key at once, so scripts set expiries after their other writes.
+const redisExpireFunc = `
+local function expire(key, at)
+  if at == '' then redis.call('PERSIST', key) else redis.call('PEXPIREAT', key, at) end
+end
+`
+
+// redisCreateScript creates a session unless it exists, and maps its slot
+// unless the slot is mapped.
+//
+// KEYS: session, sweep index, the upload's slot set, [slot mapping].
+// ARGV: record, version, sweep entry ("" none), sweep score, expiry, upload ID.
+// Returns {1} when created (also when this very call was applied already and
+// is being retried after a lost reply), else {0, stored record}.
+const redisCreateScript = redisExpireFunc + `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local cur = redis.call('HMGET', KEYS[1], 'd', 'v')
+  if cur[2] == ARGV[2] then return {1} end
+  return {0, cur[1]}
+end
+redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[2], 'w', ARGV[3])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3]) end
+if KEYS[4] and redis.call('SET', KEYS[4], ARGV[6], 'NX') then
+  redis.call('SADD', KEYS[3], KEYS[4])
+  expire(KEYS[4], ARGV[5])
+  expire(KEYS[3], ARGV[5])
+end
+expire(KEYS[1], ARGV[5])
+return {1}
+`
+
+// redisPutScript stores a session read at version ARGV[1], unless it changed
+// since, and (for a rebind) maps a slot to it.
+//
+// KEYS: session, sweep index, the upload's slot set, the n slot keys that
+// were mapped to the upload when it was read, then for a rebind: the slot key
+// to map, and the slot set of the upload it was mapped to (when another one).
+// ARGV: read version, new version, record, sweep entry ("" none), sweep score,
+// expiry, upload ID, n, the upload the slot was mapped to when read ("" none).
+// Returns 1 when stored (or when this very call was applied already), 0 when
+// the session or the slot changed since they were read, -1 when the session is
+// gone.
+//
+// Every change to the upload's slot set that adds a slot also changes the
+// version, so the n slots cover all of them except ones since re-bound to
+// another upload, which are skipped.
+const redisPutScript = redisExpireFunc + `
+local v = redis.call('HGET', KEYS[1], 'v')
+if not v then return -1 end
+if v == ARGV[2] then return 1 end
+if v ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[8])
+local slot = KEYS[4 + n]
+local prev = ''
+if slot then
+  prev = redis.call('GET', slot) or ''
+  if prev ~= ARGV[9] then return 0 end
+end
+local old = redis.call('HGET', KEYS[1], 'w')
+if old ~= ARGV[4] then
+  if old and old ~= '' then redis.call('ZREM', KEYS[2], old) end
+  if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
+end
+redis.call('HSET', KEYS[1], 'd', ARGV[3], 'v', ARGV[2], 'w', ARGV[4])
+if slot then
+  if prev ~= ARGV[7] then
+    if prev ~= '' then redis.call('SREM', KEYS[5 + n], slot) end
+    redis.call('SET', slot, ARGV[7])
+    redis.call('SADD', KEYS[3], slot)
+  end
+  expire(slot, ARGV[6])
+end
+for i = 4, 3 + n do
+  if redis.call('GET', KEYS[i]) == ARGV[7] then expire(KEYS[i], ARGV[6]) end
+end
+expire(KEYS[3], ARGV[6])
+expire(KEYS[1], ARGV[6])
+return 1
+`
+
+// redisDeleteScript deletes a session read at version ARGV[1] ("" for a
+// missing one), its slot mappings and its sweep index entry, unless the
+// session changed since it was read.
+//
+// KEYS: session, sweep index, the upload's slot set, the slot keys that were
+// mapped to the upload when it was read.
+// ARGV: read version, upload ID.
+// Returns 1 when done, 0 when the session changed since it was read.
+const redisDeleteScript = `
+local v = redis.call('HGET', KEYS[1], 'v') or ''
+if v ~= ARGV[1] then return 0 end
+for i = 4, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[2] then redis.call('DEL', KEYS[i]) end
+end
+local w = redis.call('HGET', KEYS[1], 'w')
+if w and w ~= '' then redis.call('ZREM', KEYS[2], w) end
+redis.call('DEL', KEYS[1], KEYS[3])
+return 1
+`
+
+// redisPruneScript removes a sweep index entry unless it is the entry of its
+// session (left behind by a session that Redis expired).
+//
+// KEYS: session, sweep index. ARGV: the entry.
+const redisPruneScript = `
+if redis.call('HGET', KEYS[1], 'w') ~= ARGV[1] then redis.call('ZREM', KEYS[2], ARGV[1]) end
+return 1
+`
+
+// errRedisStoreClosed is returned by every method of a closed RedisStore.
+var errRedisStoreClosed = fmt.Errorf("redis session store is closed: %w", ErrStoreUnavailable)
+
+func (r *RedisStore) keySession(uploadID string) string { return r.prefix + "session:" + uploadID }
+func (r *RedisStore) keySlot(slotKey string) string     { return r.prefix + "slot:" + slotKey }
+func (r *RedisStore) keySlots(uploadID string) string   { return r.prefix + "slots:" + uploadID }
+func (r *RedisStore) keySweep() string                  { return r.prefix + "sweep" }
+
+// begin fails if ctx is done or the store is closed.
+func (r *RedisStore) begin(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if r.closed.Load() {
+		return fmt.Errorf("%s: %w", op, errRedisStoreClosed)
+	}
+	return nil
+}
+
+// unavailable wraps an error of the Redis client.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrStoreUnavailable, err)
+}
+
+// Create implements Store.
+func (r *RedisStore) Create(ctx context.Context, s Session) (Session, bool, error) {
+	const op = "create session"
+	if err := checkNewSession(s); err != nil {
+		return Session{}, false, err
+	}
+	if err := r.begin(ctx, op); err != nil {
+		return Session{}, false, err
+	}
+	rec, stored, err := encodeSession(s)
+	if err != nil {
+		return Session{}, false, fmt.Errorf("%s: %w", op, err)
+	}
+	keys := []string{r.keySession(s.UploadID), r.keySweep(), r.keySlots(s.UploadID)}
+	if mapsSlot(s) {
+		keys = append(keys, r.keySlot(s.SlotKey))
+	}
+	entry, score := redisSweepEntry(stored)
+	res, err := r.create.Run(ctx, r.client, keys,
+		rec, newRedisVersion(), entry, score, r.expireAt(stored), s.UploadID).Slice()
+	if err != nil {
+		return Session{}, false, unavailable(op, err)
+	}
+	if len(res) == 1 && res[0] == int64(1) {
+		return stored, true, nil
+	}
+	if len(res) == 2 && res[0] == int64(0) {
+		if v, ok := res[1].(string); ok {
+			old, err := decodeSession([]byte(v))
+			if err != nil {
+				return Session{}, false, fmt.Errorf("%s: %w", op, err)
+			}
+			return old, false, nil
+		}
+	}
+	return Session{}, false, fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
+}
+
+// Get implements Store.
+func (r *RedisStore) Get(ctx context.Context, uploadID string) (Session, error) {
+	const op = "get session"
+	if err := r.begin(ctx, op); err != nil {
+		return Session{}, err
+	}
+	v, err := r.client.HGet(ctx, r.keySession(uploadID), "d").Result()
+	if errors.Is(err, redis.Nil) {
+		return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+	}
+	if err != nil {
+		return Session{}, unavailable(op, err)
+	}
+	s, err := decodeSession([]byte(v))
+	if err != nil {
+		return Session{}, fmt.Errorf("%s: %w", op, err)
+	}
+	return s, nil
+}
+
+// LookupSlot implements Store.
+func (r *RedisStore) LookupSlot(ctx context.Context, slotKey string) (string, error) {
+	const op = "look up slot"
+	if err := r.begin(ctx, op); err != nil {
+		return "", err
+	}
+	id, err := r.client.Get(ctx, r.keySlot(slotKey)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+	}
+	if err != nil {
+		return "", unavailable(op, err)
+	}
+	return id, nil
+}
+
+// Update implements Store.
+func (r *RedisStore) Update(ctx context.Context, uploadID string, fn func(*Session) error) (Session, error) {
+	return r.modify(ctx, "update session", uploadID, "", fn)
+}
+
+// Rebind implements Store.
+func (r *RedisStore) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*Session) error) (Session, error) {
+	if slotKey == "" {
+		return Session{}, errors.New("rebind session: empty slot key")
+	}
+	return r.modify(ctx, "rebind session", uploadID, slotKey, fn)
+}
+
+// redisSnapshot is what a write read before it commits.
+type redisSnapshot struct {
+	found   bool
+	record  string
+	version string   // "" when not found
+	slots   []string // names of the slot keys mapped to the upload
+	mapped  string   // the upload the slot to re-bind is mapped to ("" none)
+}
+
+// read reads the state that a write of uploadID depends on; slotKey is the
+// slot to re-bind ("" for none).
+func (r *RedisStore) read(ctx context.Context, uploadID, slotKey string) (redisSnapshot, error) {
+	pipe := r.client.Pipeline()
+	fields := pipe.HMGet(ctx, r.keySession(uploadID), "d", "v")
+	slots := pipe.SMembers(ctx, r.keySlots(uploadID))
+	var mapped *redis.StringCmd
+	if slotKey != "" {
+		mapped = pipe.Get(ctx, r.keySlot(slotKey))
+	}
+	_, _ = pipe.Exec(ctx) // the errors are in the commands
+	var snap redisSnapshot
+	vals, err := fields.Result()
+	if err != nil {
+		return snap, err
+	}
+	if snap.slots, err = slots.Result(); err != nil {
+		return snap, err
+	}
+	if mapped != nil {
+		snap.mapped, err = mapped.Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return snap, err
+		}
+	}
+	if len(vals) != 2 {
+		return snap, fmt.Errorf("HMGET returned %d values", len(vals))
+	}
+	rec, okRec := vals[0].(string)
+	ver, okVer := vals[1].(string)
+	if okRec && okVer {
+		snap.found, snap.record, snap.version = true, rec, ver
+	}
+	return snap, nil
+}
+
+// modify is Update (slotKey "") and Rebind: read, apply fn, commit unless the
+// session (or the slot's mapping) changed meanwhile; else again.
+func (r *RedisStore) modify(ctx context.Context, op, uploadID, slotKey string, fn func(*Session) error) (Session, error) {
+	if err := r.begin(ctx, op); err != nil {
+		return Session{}, err
+	}
+	for attempt := range redisMaxWriteAttempts {
+		if err := redisBackoff(ctx, attempt); err != nil {
+			return Session{}, fmt.Errorf("%s: %w", op, err)
+		}
+		snap, err := r.read(ctx, uploadID, slotKey)
+		if err != nil {
+			return Session{}, unavailable(op, err)
+		}
+		if !snap.found {
+			return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+		}
+		s, err := decodeSession([]byte(snap.record))
+		if err != nil {
+			return Session{}, fmt.Errorf("%s: %w", op, err)
+		}
+		if err := fn(&s); err != nil {
+			return Session{}, fmt.Errorf("%s: %w", op, err)
+		}
+		if s.UploadID != uploadID {
+			return Session{}, fmt.Errorf("%s: %w", op, errUploadIDChanged)
+		}
+		rec, stored, err := encodeSession(s)
+		if err != nil {
+			return Session{}, fmt.Errorf("%s: %w", op, err)
+		}
+		keys := make([]string, 0, 5+len(snap.slots))
+		keys = append(keys, r.keySession(uploadID), r.keySweep(), r.keySlots(uploadID))
+		keys = append(keys, snap.slots...)
+		if slotKey != "" {
+			keys = append(keys, r.keySlot(slotKey))
+			if snap.mapped != "" && snap.mapped != uploadID {
+				keys = append(keys, r.keySlots(snap.mapped))
+			}
+		}
+		entry, score := redisSweepEntry(stored)
+		res, err := r.put.Run(ctx, r.client, keys,
+			snap.version, newRedisVersion(), rec, entry, score, r.expireAt(stored),
+			uploadID, len(snap.slots), snap.mapped).Int64()
+		if err != nil {
+			return Session{}, unavailable(op, err)
+		}
+		switch res {
+		case 1:
+			return stored, nil
+		case -1:
+			return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+		}
+		// 0: changed since read; again.
+	}
+	return Session{}, fmt.Errorf("%s: %w: %d conflicting writes in a row", op, ErrStoreUnavailable, redisMaxWriteAttempts)
+}
+
+// Delete implements Store.
+func (r *RedisStore) Delete(ctx context.Context, uploadID string) error {
+	const op = "delete session"
+	if err := r.begin(ctx, op); err != nil {
+		return err
+	}
+	for attempt := range redisMaxWriteAttempts {
+		if err := redisBackoff(ctx, attempt); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		snap, err := r.read(ctx, uploadID, "")
+		if err != nil {
+			return unavailable(op, err)
+		}
+		keys := make([]string, 0, 3+len(snap.slots))
+		keys = append(keys, r.keySession(uploadID), r.keySweep(), r.keySlots(uploadID))
+		keys = append(keys, snap.slots...)
+		res, err := r.del.Run(ctx, r.client, keys, snap.version, uploadID).Int64()
+		if err != nil {
+			return unavailable(op, err)
+		}
+		if res == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %w: %d conflicting writes in a row", op, ErrStoreUnavailable, redisMaxWriteAttempts)
+}
+
+// Expired implements Store. It reads only the due part of the sweep index.
+func (r *RedisStore) Expired(ctx context.Context, t time.Time, limit int) ([]Session, error) {
+	const op = "list expired sessions"
+	if err := r.begin(ctx, op); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var due []Session
+	for range redisExpiredRounds {
+		var pruned bool
+		var err error
+		due, pruned, err = r.expired(ctx, t, limit)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+		if !pruned {
+			break
+		}
+	}
+	return due, nil
+}
+
+// expired is one round of Expired; pruned reports that it removed stale index
+// entries, so that another round may find more due sessions.
+func (r *RedisStore) expired(ctx context.Context, t time.Time, limit int) (due []Session, pruned bool, err error) {
+	entries, err := r.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key:     r.keySweep(),
+		Start:   "-inf",
+		Stop:    strconv.FormatInt(redisSweepMillis(t), 10), // the millisecond of t: some entries are not before t
+		ByScore: true,
+		Count:   int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, false, unavailable("read sweep index", err)
+	}
+	before := redisSweepPrefix(t)
+	n := 0
+	for _, e := range entries {
+		if len(e) <= redisSweepPrefixLen || e[:redisSweepPrefixLen] >= before {
+			break // this one and all that follow are not before t
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, false, nil
+	}
+	entries = entries[:n]
+	ids := make([]string, n)
+	pipe := r.client.Pipeline()
+	cmds := make([]*redis.SliceCmd, n)
+	for i, e := range entries {
+		ids[i] = e[redisSweepPrefixLen:]
+		cmds[i] = pipe.HMGet(ctx, r.keySession(ids[i]), "d", "w")
+	}
+	_, _ = pipe.Exec(ctx) // the errors are in the commands
+	for i, cmd := range cmds {
+		vals, err := cmd.Result()
+		if err != nil {
+			return nil, false, unavailable("read due sessions", err)
+		}
+		entry := entries[i]
+		rec, okRec := vals[0].(string)
+		if w, _ := vals[1].(string); !okRec || w != entry {
+			// The session expired in Redis, or moved since the index was read.
+			keys := []string{r.keySession(ids[i]), r.keySweep()}
+			if err := r.prune.Run(ctx, r.client, keys, entry).Err(); err != nil {
+				return nil, false, unavailable("prune sweep index", err)
+			}
+			pruned = true
+			continue
+		}
+		s, err := decodeSession([]byte(rec))
+		if err != nil {
+			return nil, false, err
+		}
+		due = append(due, s)
+	}
+	return due, pruned, nil
+}
+
+// Ping implements Store.
+func (r *RedisStore) Ping(ctx context.Context) error {
+	const op = "ping session store"
+	if err := r.begin(ctx, op); err != nil {
+		return err
+	}
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return unavailable(op, err)
+	}
+	return nil
+}
+
+// Close implements Store. It closes nothing: the Redis client belongs to the
+// caller, who may share it (with the upload locker, say) and closes it after
+// the store. Every later call of the store fails with ErrStoreUnavailable.
+func (r *RedisStore) Close() error {
+	r.closed.Store(true)
+	return nil
+}
+
+// expireAt is the key expiry of a session, as a PEXPIREAT argument ("" none).
+func (r *RedisStore) expireAt(s Session) string {
+	if s.SweepAt.IsZero() || r.margin < 0 {
+		return ""
+	}
+	// Both terms are below 2^53 (see sweepNanos): no overflow.
+	at := redisSweepMillis(s.SweepAt) + r.margin.Milliseconds()
+	return strconv.FormatInt(max(at, 1), 10) // PEXPIREAT wants a positive time; 1 is long past
+}
+
+// redisBackoff waits before the attempt-th try of a write (not before the first).
+func redisBackoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	ceiling := min(redisBackoffMax, redisBackoffBase<<min(attempt, 16))
+	timer := time.NewTimer(mrand.N(ceiling) + time.Microsecond)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// newRedisVersion returns a fresh, unique session version.
+func newRedisVersion() string { return rand.Text() }
+
+// encodeSession returns the record of s and s as it reads back from it.
+func encodeSession(s Session) (string, Session, error) {
+	v, err := json.Marshal(s)
+	if err != nil {
+		return "", Session{}, fmt.Errorf("encode session: %w", err)
+	}
+	stored, err := decodeSession(v)
+	if err != nil {
+		return "", Session{}, err
+	}
+	return string(v), stored, nil
+}
+
+// redisSweepPrefixLen is the length of the time part of a sweep index entry.
+const redisSweepPrefixLen = 16
+
+// redisSweepPrefix is the time part of a sweep index entry: Unix nanoseconds
+// with the sign bit flipped, as 16 lower-case hex digits.
+func redisSweepPrefix(t time.Time) string {
+	return fmt.Sprintf("%016x", uint64(sweepNanos(t))^(1<<63))
+}
+
+// redisSweepMillis is t in Unix milliseconds (rounded down), clamped like sweepNanos.
+func redisSweepMillis(t time.Time) int64 {
+	ns := sweepNanos(t)
+	ms := ns / int64(time.Millisecond)
+	if ns%int64(time.Millisecond) < 0 {
+		ms--
+	}
+	return ms
+}
+
+// redisSweepEntry returns the sweep index entry and score of s ("" if it has no SweepAt).
+func redisSweepEntry(s Session) (entry, score string) {
+	if s.SweepAt.IsZero() {
+		return "", "0"
+	}
+	return redisSweepPrefix(s.SweepAt) + s.UploadID, strconv.FormatInt(redisSweepMillis(s.SweepAt), 10)
+}
