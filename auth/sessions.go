@@ -55,7 +55,7 @@ func DefaultPolicy() Policy {
 }
 
 // withDefaults replaces zero or negative durations (except FileRetention) and
-// a zero MaxRebinds by their defaults.
+// a zero MaxRebinds by their defaults, and caps TouchInterval at IdleTTL/4.
 func (p Policy) withDefaults() Policy {
 	d := DefaultPolicy()
 	for _, f := range []struct{ v, def *time.Duration }{
@@ -68,6 +68,11 @@ func (p Policy) withDefaults() Policy {
 		if *f.v <= 0 {
 			*f.v = *f.def
 		}
+	}
+	// A session that lives only minutes must still slide while data flows:
+	// write its deadline at least four times per idle period.
+	if p.TouchInterval > p.IdleTTL/4 {
+		p.TouchInterval = max(p.IdleTTL/4, time.Millisecond)
 	}
 	switch {
 	case p.MaxRebinds == 0:
@@ -279,6 +284,17 @@ func (m *Sessions) Touch(ctx context.Context, s Session, addr string) (Session, 
 		return Session{}, false, fmt.Errorf("touch upload session: %w", err)
 	}
 	return out, changed, nil
+}
+
+// DeadlineAfterTouch is the deadline the session will have once a request
+// that succeeds now has touched it: slid if the touch is due, else as stored
+// (Touch writes at most once per TouchInterval).
+func (m *Sessions) DeadlineAfterTouch(s Session) time.Time {
+	now := m.now()
+	if m.touchDue(s, now) && s.Live(now) {
+		return minTime(now.Add(m.p.IdleTTL), s.AbsDeadline)
+	}
+	return s.Deadline()
 }
 
 func (m *Sessions) touchDue(s Session, now time.Time) bool {

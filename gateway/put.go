@@ -151,7 +151,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 			g.writeRefusal(w, r, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired"))
 			return
 		}
-		oldID, rf := g.resumeFromID(from)
+		oldID, rf := g.resumeFromID(ctx, from)
 		if rf != nil {
 			g.writeRefusal(w, r, rf)
 			return
@@ -497,9 +497,14 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 		h.Set("Range", fmt.Sprintf("bytes=0-%d", info.Offset-1))
 	}
 	if serr == nil {
-		h.Set("Upload-Expires", httpDate(g.slidDeadline(sess)))
+		h.Set("Upload-Expires", httpDate(g.cfg.Sessions.DeadlineAfterTouch(sess)))
 	}
 	w.WriteHeader(http.StatusOK)
+	if serr == nil {
+		if _, err := g.touch(context.WithoutCancel(ctx), sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
+			g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
+		}
+	}
 }
 
 // slotRequestForUpload is the slot request of a bodiless request (HEAD, the

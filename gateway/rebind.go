@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/uploadgate/uploadgate/auth"
@@ -14,16 +15,46 @@ import (
 // slot and continues its old upload instead of starting over.
 const resumeFromHeader = "Upload-Resume-From"
 
-// resumeFromID extracts the upload ID from an Upload-Resume-From header: the
-// old upload URL as the client received it in Location (or its path).
-func (g *Gateway) resumeFromID(v string) (string, *refusal) {
-	i := strings.LastIndex(v, g.cfg.TusBase)
-	if i < 0 {
-		return "", refuse(http.StatusBadRequest, "invalid "+resumeFromHeader+" header: want an upload URL")
+// resumeFromID extracts the upload to continue from an Upload-Resume-From
+// header: the old upload URL as the client received it in Location (or its
+// path), or — for XEP-0363 clients, which never see an upload URL — the old
+// slot's signed PUT URL, whose signature must still be valid (its expiry
+// does not matter). The GET URL is shared with recipients and is refused.
+func (g *Gateway) resumeFromID(ctx context.Context, v string) (string, *refusal) {
+	bad := refuse(http.StatusBadRequest, "invalid "+resumeFromHeader+" header: want an upload URL or the old slot's PUT URL")
+	if i := strings.LastIndex(v, g.cfg.TusBase); i >= 0 {
+		id := v[i+len(g.cfg.TusBase):]
+		if !auth.ValidUploadID(id) {
+			return "", bad
+		}
+		return id, nil
 	}
-	id := v[i+len(g.cfg.TusBase):]
-	if !auth.ValidUploadID(id) {
-		return "", refuse(http.StatusBadRequest, "invalid "+resumeFromHeader+" header: want an upload URL")
+	u, err := url.Parse(v)
+	if err != nil || !strings.Contains(u.EscapedPath(), g.cfg.UploadBase) {
+		return "", bad
+	}
+	if i := strings.Index(u.EscapedPath(), g.cfg.UploadBase); i > 0 {
+		u.RawPath = u.EscapedPath()[i:]
+		u.Path, _ = url.PathUnescape(u.RawPath)
+	}
+	sp, err := parseSlotPath(u, g.cfg.UploadBase)
+	if err != nil {
+		return "", bad
+	}
+	id, err := g.slotUploadID(ctx, sp.Path)
+	if err != nil {
+		return "", refusalFor(err)
+	}
+	info, err := g.cfg.Storage.Info(ctx, id)
+	if err != nil {
+		return "", refusalFor(err)
+	}
+	req := auth.SlotRequest{Path: sp.Path, URLPath: sp.URLPath, Query: u.Query(), Size: info.Size}
+	if t, ok := info.MetaData["filetype"]; ok {
+		req.ContentType = &t
+	}
+	if _, err := g.cfg.Verifier.Verify(req); err != nil && !errors.Is(err, auth.ErrSlotExpired) {
+		return "", refuse(http.StatusForbidden, "the old slot URL in "+resumeFromHeader+" is not validly signed")
 	}
 	return id, nil
 }

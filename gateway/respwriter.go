@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 )
 
@@ -16,6 +17,12 @@ type recorder struct {
 	mapStatus func(h http.Header, status int) int
 	// beforeHeader runs once, before a final (non-1xx) status is written.
 	beforeHeader func(h http.Header, status int)
+	// interruptedIsLocked answers tusd's "upload interrupted" (400) with
+	// 423: the interrupted request's client, if it is still there, retries
+	// a 423 but gives up on a 400. The status is held until the body shows
+	// which 400 it is.
+	interruptedIsLocked bool
+	held                bool
 }
 
 func (w *recorder) WriteHeader(code int) {
@@ -30,6 +37,10 @@ func (w *recorder) WriteHeader(code int) {
 	if w.mapStatus != nil {
 		code = w.mapStatus(w.ResponseWriter.Header(), code)
 	}
+	if code == http.StatusBadRequest && w.interruptedIsLocked && !w.held {
+		w.held = true
+		return
+	}
 	w.status = code
 	if w.beforeHeader != nil {
 		w.beforeHeader(w.ResponseWriter.Header(), code)
@@ -38,12 +49,27 @@ func (w *recorder) WriteHeader(code int) {
 }
 
 func (w *recorder) Write(p []byte) (int, error) {
+	if w.held && w.status == 0 {
+		code := http.StatusBadRequest
+		if bytes.HasPrefix(p, []byte("ERR_UPLOAD_INTERRUPTED")) {
+			code = http.StatusLocked
+			w.ResponseWriter.Header().Set("Retry-After", "1")
+		}
+		w.WriteHeader(code)
+	}
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	return n, err
+}
+
+// flush sends a status that is still held.
+func (w *recorder) flush() {
+	if w.held && w.status == 0 {
+		w.WriteHeader(http.StatusBadRequest)
+	}
 }
 
 // Unwrap gives http.ResponseController access to the underlying writer.

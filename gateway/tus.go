@@ -211,7 +211,7 @@ func (g *Gateway) rebindAtCreation(w http.ResponseWriter, r *http.Request, from 
 		g.writeRefusal(w, r, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired"))
 		return
 	}
-	oldID, rf := g.resumeFromID(from)
+	oldID, rf := g.resumeFromID(ctx, from)
 	if rf != nil {
 		g.writeRefusal(w, r, rf)
 		return
@@ -422,7 +422,7 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 			h.Set("Tus-Extension", v+",expiration")
 		}
 		if sess != nil && success(status) && r.Method != http.MethodDelete {
-			h.Set("Upload-Expires", httpDate(g.slidDeadline(*sess)))
+			h.Set("Upload-Expires", httpDate(g.cfg.Sessions.DeadlineAfterTouch(*sess)))
 		}
 	}
 	var fn http.HandlerFunc
@@ -439,7 +439,9 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 		// OPTIONS is answered by tusd's middleware itself.
 		fn = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
 	}
+	rec.interruptedIsLocked = r.Method == http.MethodPatch
 	g.tusdMW(fn).ServeHTTP(rec, r)
+	rec.flush()
 	if sess == nil || !success(rec.Status()) {
 		return
 	}
@@ -454,13 +456,4 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	if _, err := g.touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 		g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
 	}
-}
-
-// slidDeadline is the session's deadline once the current request has slid it.
-func (g *Gateway) slidDeadline(s auth.Session) time.Time {
-	d := g.now().Add(g.cfg.Sessions.Policy().IdleTTL)
-	if s.AbsDeadline.Before(d) {
-		return s.AbsDeadline
-	}
-	return d
 }
