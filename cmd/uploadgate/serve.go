@@ -25,6 +25,7 @@ import (
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
+	"github.com/uploadgate/uploadgate/storage/redislock"
 )
 
 // serveConfig is everything `uploadgate serve` is configured with.
@@ -40,6 +41,7 @@ type serveConfig struct {
 	CORSOrigins    listFlag
 	TrustedProxies listFlag
 	Storage        string
+	RedisURL       string
 	S3             storage.S3Config
 	S3PartSize     byteSize
 	SessionIdleTTL time.Duration
@@ -64,6 +66,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.CORSOrigins, "cors-origins", "browser origins allowed to upload, comma-separated; * for any")
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For is believed")
 	fs.StringVar(&c.Storage, "storage", "disk", "storage backend: disk or s3")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis for sessions and upload locks shared by several instances: redis://host:port/db, rediss://, ?master_name= for Sentinel, redis+cluster:// for Cluster")
 	fs.StringVar(&c.S3.Bucket, "s3-bucket", "", "S3 bucket (storage s3)")
 	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "", "URL of an S3-compatible server; empty for AWS")
 	fs.StringVar(&c.S3.Region, "s3-region", "us-east-1", "S3 region")
@@ -123,6 +126,13 @@ func (c *serveConfig) validate() error {
 		}
 	default:
 		return usageError(fmt.Sprintf("invalid --storage %q: want disk or s3", c.Storage))
+	}
+	if c.RedisURL != "" {
+		cl, err := newRedisClient(c.RedisURL)
+		if err != nil {
+			return usageError(fmt.Sprintf("invalid --redis-url: %v", err))
+		}
+		cl.Close()
 	}
 	if c.SessionIdleTTL <= 0 {
 		return usageError("invalid --session-idle-ttl: must be positive")
@@ -228,11 +238,28 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("upload ID key in %s is not 32 bytes of hex", filepath.Join(c.DataDir, "id.key"))
 	}
 
-	sessStore, err := auth.OpenBoltStore(filepath.Join(c.DataDir, "sessions.db"))
-	if err != nil {
-		return fmt.Errorf("session store: %w", err)
+	var sessStore auth.Store
+	var locker handler.Locker
+	if c.RedisURL != "" {
+		client, _ := newRedisClient(c.RedisURL)
+		defer client.Close()
+		rs := auth.NewRedisStore(client, auth.RedisOptions{})
+		defer rs.Close()
+		sessStore = rs
+		rl, err := redislock.New(client, redislock.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("redis locker: %w", err)
+		}
+		defer rl.Close()
+		locker = rl
+	} else {
+		bs, err := auth.OpenBoltStore(filepath.Join(c.DataDir, "sessions.db"))
+		if err != nil {
+			return fmt.Errorf("session store: %w", err)
+		}
+		defer bs.Close()
+		sessStore = bs
 	}
-	defer sessStore.Close()
 	policy := auth.DefaultPolicy()
 	policy.IdleTTL = c.SessionIdleTTL
 	policy.MaxTTL = c.SessionMaxTTL
@@ -242,7 +269,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 
 	s3cfg := c.S3
 	s3cfg.MinPartSize = int64(c.S3PartSize)
-	backend, err := storage.New(ctx, storage.Config{Backend: c.Storage, DataDir: c.DataDir, S3: s3cfg, Logger: log})
+	backend, err := storage.New(ctx, storage.Config{Backend: c.Storage, DataDir: c.DataDir, S3: s3cfg, Locker: locker, Logger: log})
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
