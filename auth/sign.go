@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/golang-jwt/jwt/v5"
 	"net/url"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ type SignRequest struct {
 	TTL time.Duration
 	// Now is the signing time (time.Now() when zero).
 	Now time.Time
+	// FileExpires is when the stored file is to be deleted (the JWT claim
+	// expires, Prosody's http_file_share_expires_after); zero for none.
+	FileExpires time.Time
 }
 
 // SignedSlot is a minted slot: what an XMPP server would hand its client.
@@ -123,6 +127,10 @@ func SignSlot(secret string, req SignRequest) (SignedSlot, error) {
 		out.PutURL += "?" + paramV3 + "=" + hex.EncodeToString(mac) + "&" + paramExpires + "=" + expires
 	case ProtoJWT:
 		size := req.Size
+		var fileExpires *jwt.NumericDate
+		if !req.FileExpires.IsZero() {
+			fileExpires = numericDate(req.FileExpires)
+		}
 		token, err := signJWT(secret, fileShareClaims{
 			Slot:     dir,
 			IssuedAt: numericDate(now),
@@ -131,6 +139,7 @@ func SignSlot(secret string, req SignRequest) (SignedSlot, error) {
 			Filename: req.Name,
 			Filesize: &size,
 			Filetype: &contentType,
+			Expires:  fileExpires,
 		})
 		if err != nil {
 			return SignedSlot{}, fmt.Errorf("sign slot: %w", err)

@@ -57,7 +57,16 @@ func newTestGatewayOn(t *testing.T, dir string, backend *storage.Backend, opts .
 		t.Fatal(err)
 	}
 	store := auth.NewMemoryStore()
-	sessions := auth.NewSessions(store, auth.DefaultPolicy(), func() time.Time { return clock.Now() })
+	policy := auth.DefaultPolicy()
+	for _, o := range opts {
+		var probe Config
+		o(&probe)
+		if probe.Sessions != nil {
+			// An option that sets Sessions only carries a policy for the test.
+			policy = probe.Sessions.Policy()
+		}
+	}
+	sessions := auth.NewSessions(store, policy, func() time.Time { return clock.Now() })
 	cfg := Config{
 		Verifier:    verifier,
 		Sessions:    sessions,
@@ -68,7 +77,9 @@ func newTestGatewayOn(t *testing.T, dir string, backend *storage.Backend, opts .
 		Now:         func() time.Time { return clock.Now() },
 	}
 	for _, o := range opts {
+		keep := cfg.Sessions
 		o(&cfg)
+		cfg.Sessions = keep
 	}
 	gw, err := New(cfg)
 	if err != nil {
@@ -92,6 +103,11 @@ func (tg *testGateway) sign(proto auth.Protocol, name string, size int64, ctype 
 }
 
 func strp(s string) *string { return &s }
+
+// withPolicy runs the test gateway's sessions under p.
+func withPolicy(p auth.Policy) gwOption {
+	return func(c *Config) { c.Sessions = auth.NewSessions(auth.NewMemoryStore(), p, nil) }
+}
 
 // do sends a request and returns the response with its body read.
 func (tg *testGateway) do(method, url string, header map[string]string, body io.Reader) (*http.Response, string) {

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/uploadgate/uploadgate/auth"
+)
+
+// The clean-up removes incomplete uploads once their session ended and the
+// retention passed, and complete files after their retention; nothing before.
+func TestCleanupRemovesDueUploads(t *testing.T) {
+	p := auth.DefaultPolicy()
+	p.FileRetention = 48 * time.Hour
+	tg := newTestGateway(t, withPolicy(p))
+	ctx := context.Background()
+
+	done := tg.sign(auth.ProtoV1, "done.txt", 4, nil)
+	res, _ := tg.put(done.PutURL, "done", nil)
+	wantStatus(t, res, http.StatusCreated)
+	partial := tg.sign(auth.ProtoV1, "partial.bin", 10, nil)
+	partialID := tg.interruptedPut(partial, 10, "01234")
+
+	// A day later nothing is due: the partial upload's session just ended.
+	tg.clock.Advance(25 * time.Hour)
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tg.stored(partialID); !ok {
+		t.Fatal("partial data removed before the retention period")
+	}
+	get, _ := tg.do(http.MethodGet, done.GetURL, nil, nil)
+	wantStatus(t, get, http.StatusOK)
+
+	// Past the file retention the complete file goes.
+	tg.clock.Advance(24 * time.Hour)
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get, _ = tg.do(http.MethodGet, done.GetURL, nil, nil)
+	wantStatus(t, get, http.StatusNotFound)
+	if _, ok := tg.stored(partialID); !ok {
+		t.Fatal("partial data removed before the retention period")
+	}
+
+	// Past the retention (7 days after the session's end) the partial goes too.
+	tg.clock.Advance(7 * 24 * time.Hour)
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tg.stored(partialID); ok {
+		t.Fatal("partial data kept past the retention period")
+	}
+	if _, err := tg.gw.cfg.Sessions.Authorize(ctx, partialID); err == nil {
+		t.Fatal("session of a removed upload still authorises")
+	}
+	if ids := tg.uploadFiles(); len(ids) != 0 {
+		t.Fatalf("uploads left: %v", ids)
+	}
+}
+
+// A JWT slot's expires claim (Prosody's http_file_share_expires_after) sets
+// when the complete file is deleted.
+func TestCleanupHonoursSlotExpiry(t *testing.T) {
+	tg := newTestGateway(t)
+	ctx := context.Background()
+	slot, err := auth.SignSlot(testSecret, auth.SignRequest{
+		BaseURL: tg.srv.URL + "/upload/", Name: "shared.jpg", Size: 3, Type: strp("image/jpeg"), Protocol: auth.ProtoJWT,
+		Now: tg.clock.Now(), FileExpires: tg.clock.Now().Add(7 * 24 * time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, msg := tg.put(slot.PutURL, "img", map[string]string{"Authorization": slot.Authorization, "Content-Type": "image/jpeg"})
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", res.StatusCode, msg)
+	}
+	tg.clock.Advance(6 * 24 * time.Hour)
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get, _ := tg.do(http.MethodGet, slot.GetURL, nil, nil)
+	wantStatus(t, get, http.StatusOK)
+	tg.clock.Advance(2 * 24 * time.Hour)
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get, _ = tg.do(http.MethodGet, slot.GetURL, nil, nil)
+	wantStatus(t, get, http.StatusNotFound)
+}
