@@ -6,7 +6,6 @@ package lockertest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -221,42 +220,37 @@ func testSerialised(t *testing.T, l handler.Locker) {
 		counter int // protected by the lock only
 		inside  atomic.Int32
 		wg      sync.WaitGroup
-		errs    = make(chan error, goroutines)
 	)
 	for g := range goroutines {
 		wg.Go(func() {
 			for r := range rounds {
 				lock, err := l.NewLock("serialised")
 				if err != nil {
-					errs <- err
+					t.Error(err)
 					return
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 				err = lock.Lock(ctx, func() {})
 				cancel()
 				if err != nil {
-					errs <- fmt.Errorf("goroutine %d round %d: Lock: %w", g, r, err)
+					t.Errorf("goroutine %d round %d: Lock: %v", g, r, err)
 					return
 				}
 				if n := inside.Add(1); n != 1 {
-					errs <- fmt.Errorf("goroutine %d round %d: %d holders at once", g, r, n)
+					t.Errorf("goroutine %d round %d: %d holders at once", g, r, n)
 				}
 				v := counter
 				runtime.Gosched()
 				counter = v + 1
 				inside.Add(-1)
 				if err := lock.Unlock(); err != nil {
-					errs <- fmt.Errorf("goroutine %d round %d: Unlock: %w", g, r, err)
+					t.Errorf("goroutine %d round %d: Unlock: %v", g, r, err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 	if counter != goroutines*rounds {
 		t.Fatalf("counter = %d, want %d", counter, goroutines*rounds)
 	}
@@ -293,35 +287,30 @@ func testSeveralWaiters(t *testing.T, l handler.Locker) {
 	mustLock(t, a, askA)
 
 	var holders atomic.Int32
-	errs := make(chan error, waiters)
 	var wg sync.WaitGroup
 	for range waiters {
 		wg.Go(func() {
 			lock, err := l.NewLock("waiters")
 			if err != nil {
-				errs <- err
+				t.Error(err)
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 			defer cancel()
 			if err := lock.Lock(ctx, func() {}); err != nil {
-				errs <- fmt.Errorf("waiter Lock: %w", err)
+				t.Errorf("waiter Lock: %v", err)
 				return
 			}
 			if n := holders.Add(1); n != 1 {
-				errs <- fmt.Errorf("%d holders at once", n)
+				t.Errorf("%d holders at once", n)
 			}
 			holders.Add(-1)
 			if err := lock.Unlock(); err != nil {
-				errs <- fmt.Errorf("waiter Unlock: %w", err)
+				t.Errorf("waiter Unlock: %v", err)
 			}
 		})
 	}
 	waitFor(t, askedA, "the holder's requestRelease")
 	mustUnlock(t, a)
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 }

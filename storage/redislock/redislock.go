@@ -21,7 +21,9 @@
 // returns. Pub/sub delivers at most once, so nothing relies on it alone: the
 // acquirer also retries SET NX every PollInterval and re-publishes its request
 // every RepublishInterval until it has the lock or its context ends. A lost
-// message costs latency, never a lock.
+// message costs latency, never a lock. Every instance receives every notice
+// (the payload is an upload ID), so the pub/sub traffic is one small message
+// per Unlock and per contended attempt, times the number of instances.
 //
 // # Losing a lock, and the residual risk
 //
@@ -37,7 +39,11 @@
 // after its key expired and another instance took the lock. The stores
 // (tusd's filestore and s3store) take no fencing token, so such a late write
 // is not rejected by the store. Keep the lease well above the longest pause
-// one expects and above tusd's GracefulRequestCompletionTimeout.
+// one expects and above tusd's GracefulRequestCompletionTimeout. Redis's own
+// durability bounds the guarantee as well: a key lost in a failover to a
+// replica that had not received it, or in a restart that replays an AOF
+// missing its last second, frees the lock early; the holder learns it at
+// its next renewal (and is asked to release), not before.
 package redislock
 
 import (
@@ -46,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -96,8 +103,17 @@ type Options struct {
 }
 
 // ErrUnavailable is wrapped, with the Redis error as well, by the error that
-// Lock returns when Redis fails while acquiring: tusd answers it with 503.
-var ErrUnavailable = handler.NewError("ERR_LOCK_UNAVAILABLE", "the upload's lock cannot be taken at the moment; retry later", http.StatusServiceUnavailable)
+// Lock returns when Redis fails while acquiring: tusd answers it with 503 and
+// Retry-After (the cause stays out of the response).
+var ErrUnavailable = handler.Error{
+	ErrorCode: "ERR_LOCK_UNAVAILABLE",
+	Message:   "the upload's lock cannot be taken at the moment; retry later",
+	HTTPResponse: handler.HTTPResponse{
+		StatusCode: http.StatusServiceUnavailable,
+		Body:       "ERR_LOCK_UNAVAILABLE: the upload's lock cannot be taken at the moment; retry later\n",
+		Header:     handler.HTTPHeader{"Content-Type": "text/plain; charset=utf-8", "Retry-After": "5"},
+	},
+}
 
 // ErrLockLost is wrapped by Unlock's error when the lock had expired or was
 // taken by someone else before Unlock; the key was left alone.
@@ -382,10 +398,11 @@ func (k *lock) Lock(ctx context.Context, requestRelease func()) error {
 			return nil
 		}
 
-		// Held: ask the holder to release it, here directly and elsewhere
-		// through pub/sub.
-		l.signal(k.id, true)
+		// Held: ask the holder to release it, directly if it is here and
+		// through pub/sub wherever it is; again now and then, as a request
+		// can be lost.
 		if lastPublish.IsZero() || time.Since(lastPublish) >= l.opts.RepublishInterval {
+			l.signal(k.id, true)
 			if err := l.client.Publish(ctx, l.requestCh, k.id).Err(); err != nil {
 				if ctx.Err() != nil {
 					return handler.ErrLockTimeout
@@ -395,7 +412,8 @@ func (k *lock) Lock(ctx context.Context, requestRelease func()) error {
 			lastPublish = time.Now()
 		}
 
-		timer.Reset(l.opts.PollInterval)
+		// ±10 % so that waiters on one ID do not retry in step.
+		timer.Reset(l.opts.PollInterval * time.Duration(90+mrand.IntN(21)) / 100)
 		select {
 		case <-ctx.Done():
 			return handler.ErrLockTimeout

@@ -472,8 +472,8 @@ func TestRedisDownWhileAcquiring(t *testing.T) {
 		t.Fatalf("got ErrLockTimeout, want an unavailable error: %v", err)
 	}
 	var herr handler.Error
-	if !errors.As(err, &herr) || herr.HTTPResponse.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("error %v carries no 503 for tusd", err)
+	if !errors.As(err, &herr) || herr.HTTPResponse.StatusCode != http.StatusServiceUnavailable || herr.HTTPResponse.Header["Retry-After"] == "" {
+		t.Fatalf("error %v carries no 503 with Retry-After for tusd", err)
 	}
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("error %v does not wrap ErrUnavailable and the cause", err)
