@@ -385,3 +385,10 @@ func scaleMustRetryLater(t testing.TB, what string, a sessAnswer, want int) {
 		t.Errorf("%s while Redis is down: %s without Retry-After", what, a)
 	}
 }
+
+// scaleSlot mints a v2 slot for name at instance s with the cluster's secret,
+// in process (as `uploadgate sign` does, without a process start per slot).
+func scaleSlot(t testing.TB, s *server, name string, size int64, ctype string) slot {
+	t.Helper()
+	return sessMintSlot(t, s, auth.ProtoV2, name, size, &ctype, 0, time.Time{})
+}

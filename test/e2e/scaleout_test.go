@@ -35,7 +35,7 @@ func TestScaleOutTusAcrossInstances(t *testing.T) {
 	const cutAt = 7*MiB + 1234 // above S3's 5 MiB: the cut PATCH leaves a whole part
 	data, sum := sessRandomBytes(t, size)
 
-	sl := a.sign(t, "v2", "film.mp4", size, "video/mp4")
+	sl := scaleSlot(t, a, "film.mp4", size, "video/mp4")
 	created := sessCreate(t, c, sl, "film.mp4", size, "video/mp4")
 	sessMustStatus(t, "POST at the slot URL on A", created, http.StatusCreated)
 	locA := created.Header.Get("Location")
@@ -90,7 +90,7 @@ func TestScaleOutPutAcrossInstances(t *testing.T) {
 	const cutAt = 6*MiB + 99
 	data, _ := sessRandomBytes(t, size)
 
-	sl := a.sign(t, "v2", "clip.mp4", size, "video/mp4")
+	sl := scaleSlot(t, a, "clip.mp4", size, "video/mp4")
 	raw := scaleOpen(t, http.MethodPut, sl.PutURL, sessHeader("Content-Type", "video/mp4"), size)
 	raw.write(data[:cutAt])
 	t.Logf("PUT on A cut after %d of %d bytes; A answered %q", cutAt, size, raw.cut())
@@ -126,7 +126,7 @@ func TestScaleOutLockHandOff(t *testing.T) {
 	const want = first + stalled
 	data, _ := sessRandomBytes(t, size)
 
-	sl := a.sign(t, "v2", "lock.bin", size, "application/octet-stream")
+	sl := scaleSlot(t, a, "lock.bin", size, "application/octet-stream")
 	created := sessCreate(t, c, sl, "lock.bin", size, "application/octet-stream")
 	sessMustStatus(t, "POST at the slot URL on A", created, http.StatusCreated)
 	locA := created.Header.Get("Location")
@@ -177,7 +177,7 @@ func TestScaleOutKillMidUpload(t *testing.T) {
 	const inflight = 2 * MiB
 	data, _ := sessRandomBytes(t, size)
 
-	sl := a.sign(t, "v2", "killed.bin", size, "application/octet-stream")
+	sl := scaleSlot(t, a, "killed.bin", size, "application/octet-stream")
 	created := sessCreate(t, c, sl, "killed.bin", size, "application/octet-stream")
 	sessMustStatus(t, "POST at the slot URL on A", created, http.StatusCreated)
 	locA := created.Header.Get("Location")
@@ -217,13 +217,13 @@ func TestScaleOutRedisRestart(t *testing.T) {
 	const first = 5*MiB + 1
 	data, _ := sessRandomBytes(t, size)
 
-	sl := a.sign(t, "v2", "redis.bin", size, "application/octet-stream")
+	sl := scaleSlot(t, a, "redis.bin", size, "application/octet-stream")
 	created := sessCreate(t, c, sl, "redis.bin", size, "application/octet-stream")
 	sessMustStatus(t, "POST at the slot URL on A", created, http.StatusCreated)
 	locA := created.Header.Get("Location")
 	locB := scaleOn(t, locA, b)
 	sessMustStatus(t, "first PATCH on A", sessPatch(t, c, locA, 0, data[:first]), http.StatusNoContent)
-	fresh := b.sign(t, "v2", "fresh.bin", size, "application/octet-stream")
+	fresh := scaleSlot(t, b, "fresh.bin", size, "application/octet-stream")
 	for _, s := range []*server{a, b} {
 		if code, err := s.status("/readyz"); err != nil || code != http.StatusOK {
 			t.Fatalf("GET %s/readyz before the outage: %d, %v; want 200", s.URL, code, err)
@@ -335,7 +335,7 @@ func TestScaleOutConcurrentCreation(t *testing.T) {
 	for i := range 4 {
 		name := fmt.Sprintf("race-%d.bin", i)
 		data, sum := sessRandomBytes(t, size)
-		sl := a.sign(t, "v2", name, size, "application/octet-stream")
+		sl := scaleSlot(t, a, name, size, "application/octet-stream")
 		h := sessHeader(
 			"Tus-Resumable", "1.0.0",
 			"Upload-Length", strconv.Itoa(size),
