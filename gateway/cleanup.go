@@ -23,6 +23,7 @@ func (g *Gateway) cleanup(ctx context.Context) error {
 			if err := g.cfg.Sessions.Forget(ctx, s.UploadID); err != nil {
 				return fmt.Errorf("forget session %s: %w", logID(s.UploadID), err)
 			}
+			g.countRemoved(s)
 			g.log.InfoContext(ctx, "removed expired upload", "upload", logID(s.UploadID), "complete", s.Complete)
 		}
 		if len(due) < cleanupBatch {

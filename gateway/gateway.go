@@ -55,6 +55,11 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// SeparateMetrics leaves /metrics out of Handler: it is served by
+	// MetricsHandler on a listener of its own.
+	SeparateMetrics bool
+	// Version is reported by uploadgate_build_info.
+	Version string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -70,6 +75,8 @@ type Gateway struct {
 	limiter  *failureLimiter
 	registry *prometheus.Registry
 	now      func() time.Time
+	active   *activeUploads
+	marks    *resumeMarks
 	// tusLocation is the prefix of upload URLs in Location headers.
 	tusLocation string
 }
@@ -122,7 +129,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      withRequestID(cfg.Logger),
 		cors:     newCORS(cfg.CORSOrigins),
 		registry: cfg.Registry,
 		now:      cfg.Now,
@@ -135,8 +142,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.FailedChecksPerMinute > 0 {
 		g.limiter = newFailureLimiter(cfg.FailedChecksPerMinute, cfg.Now)
 	}
+	storageOps, err := storageOpHistogram(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
+	}
 	tcfg := handler.Config{
-		StoreComposer:                    cfg.Storage.Composer,
+		StoreComposer:                    timedComposer(cfg.Storage.Composer, storageOps),
 		BasePath:                         basePath,
 		MaxSize:                          cfg.MaxSize,
 		DisableDownload:                  true,
@@ -154,18 +165,20 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.tusd = tusd
 	g.tusdMW = tusd.Middleware
-	m, err := newMetrics(cfg.Registry, tusd.Metrics)
+	m, err := newMetrics(cfg.Registry, tusd.Metrics, cfg.Version)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	g.metrics = m
+	g.active = newActiveUploads(m.sessionsActive)
+	g.marks = newResumeMarks(time.Now)
 	return g, nil
 }
 
 // Handler returns the gateway's HTTP handler.
 func (g *Gateway) Handler() http.Handler {
 	metrics := promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// tusd honours X-HTTP-Method-Override on POST; resolve it here, once,
 		// so that every check below sees the method tusd will act on.
 		if m := r.Header.Get("X-HTTP-Method-Override"); m != "" {
@@ -180,7 +193,7 @@ func (g *Gateway) Handler() http.Handler {
 			g.serveHealth(w, r)
 		case path == "/readyz":
 			g.serveReady(w, r)
-		case path == "/metrics":
+		case path == "/metrics" && !g.cfg.SeparateMetrics:
 			metrics.ServeHTTP(w, r)
 		case strings.HasPrefix(path, g.cfg.UploadBase):
 			g.cors.apply(w, r)
@@ -191,7 +204,7 @@ func (g *Gateway) Handler() http.Handler {
 		default:
 			http.NotFound(w, r)
 		}
-	})
+	}))
 }
 
 // Run does the gateway's background work (clean-up of expired uploads) until

@@ -1,25 +1,71 @@
 package gateway
 
 import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"runtime"
+	"runtime/debug"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/prometheuscollector"
+	"github.com/uploadgate/uploadgate/auth"
 )
 
 // metrics are the gateway's own series. Label values are bounded: protocols
-// from auth.Protocols, results from the fixed set below.
+// from auth.Protocols, results, doors, methods, reasons and operations from
+// the fixed sets below. docs/metrics.md describes every series.
 type metrics struct {
 	slotChecks     *prometheus.CounterVec
 	sessionsOpened prometheus.Counter
 	sessionAccepts *prometheus.CounterVec
 	addrChanges    prometheus.Counter
 	rebinds        prometheus.Counter
+
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	bytesReceived   *prometheus.CounterVec
+	completed       *prometheus.CounterVec
+	failed          *prometheus.CounterVec
+	resumes         *prometheus.CounterVec
+	sessionsExpired prometheus.Counter
+	sessionsActive  prometheus.Gauge
+	storageOps      *prometheus.HistogramVec
 }
 
 // Doors, as metric label values.
 const (
-	doorPut = "put"
-	doorTus = "tus"
+	doorPut      = "put"
+	doorTus      = "tus"
+	doorDownload = "download"
+	doorOps      = "ops"
+	// doorOther is a request outside every door (answered 404).
+	doorOther = "other"
+)
+
+// Kinds of resume (uploadgate_resumes_total{door}).
+const (
+	resumeTus      = "tus"
+	resumePutRange = "put_range"
+	resumePutRetry = "put_retry"
+	resumeRebind   = "rebind"
+)
+
+// Reasons of a failed upload request (uploadgate_uploads_failed_total{reason}).
+const (
+	failInterrupted = "interrupted"
+	failTimeout     = "timeout"
+	failShutdown    = "shutdown"
+	failTooLarge    = "too_large"
+	failStorage     = "storage"
+	failLocked      = "locked"
+	failConflict    = "conflict"
+	failDenied      = "denied"
+	failInvalid     = "invalid"
+	failInternal    = "internal"
 )
 
 // Results of a slot check.
@@ -32,7 +78,19 @@ const (
 	resultMismatch  = "mismatch"
 )
 
-func newMetrics(reg prometheus.Registerer, tusd handler.Metrics) (*metrics, error) {
+// durationBuckets suit both a HEAD (milliseconds) and a long upload (hours).
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400}
+
+// storageBuckets suit storage and session-store calls: a bbolt read takes
+// microseconds, an S3 request tens of milliseconds, a write as long as the
+// client takes to send its chunk.
+var storageBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+func newMetrics(reg prometheus.Registerer, tusd handler.Metrics, version string) (*metrics, error) {
+	storageOps, err := storageOpHistogram(reg)
+	if err != nil {
+		return nil, err
+	}
 	m := &metrics{
 		slotChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uploadgate_slot_checks_total",
@@ -54,11 +112,375 @@ func newMetrics(reg prometheus.Registerer, tusd handler.Metrics) (*metrics, erro
 			Name: "uploadgate_rebinds_total",
 			Help: "Uploads re-bound to a fresh slot (or renewed with their own slot) after their session ended.",
 		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uploadgate_http_requests_total",
+			Help: "HTTP requests answered, by door (put, tus, download, ops, other), method and status class (2xx…5xx).",
+		}, []string{"door", "method", "code_class"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "uploadgate_http_request_duration_seconds",
+			Help:    "Time from a request's arrival until its handler returned, by door and method.",
+			Buckets: durationBuckets,
+		}, []string{"door", "method"}),
+		bytesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uploadgate_bytes_received_total",
+			Help: "Request body bytes read from clients, by door.",
+		}, []string{"door"}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uploadgate_uploads_completed_total",
+			Help: "Uploads whose last byte arrived (partial uploads of a concatenation excluded), by door.",
+		}, []string{"door"}),
+		failed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uploadgate_uploads_failed_total",
+			Help: "Upload requests (PUT at a slot, tus creation, PATCH) answered with an error, by reason.",
+		}, []string{"reason"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "uploadgate_resumes_total",
+			Help: "Uploads continued from a stored offset instead of from byte 0, by door (tus, put_range, put_retry, rebind).",
+		}, []string{"door"}),
+		sessionsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "uploadgate_sessions_expired_total",
+			Help: "Incomplete uploads removed by the clean-up after their session ended and the retention passed.",
+		}),
+		sessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "uploadgate_sessions_active",
+			Help: "Uploads receiving bytes on this instance right now (sum over instances for the whole service).",
+		}),
+		storageOps: storageOps,
 	}
-	for _, c := range []prometheus.Collector{m.slotChecks, m.sessionsOpened, m.sessionAccepts, m.addrChanges, m.rebinds, prometheuscollector.New(tusd)} {
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "uploadgate_build_info",
+		Help:        "Always 1; the labels tell the version of uploadgate and of Go it was built with.",
+		ConstLabels: prometheus.Labels{"version": buildVersion(version), "goversion": runtime.Version()},
+	})
+	build.Set(1)
+	for _, c := range []prometheus.Collector{m.slotChecks, m.sessionsOpened, m.sessionAccepts, m.addrChanges, m.rebinds,
+		m.requests, m.duration, m.bytesReceived, m.completed, m.failed, m.resumes, m.sessionsExpired, m.sessionsActive,
+		build, prometheuscollector.New(tusd)} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	// Failure reasons and resume kinds exist from the start, so that rate()
+	// sees their first increment.
+	for _, r := range []string{failInterrupted, failTimeout, failShutdown, failTooLarge, failStorage, failLocked, failConflict, failDenied, failInvalid, failInternal} {
+		m.failed.WithLabelValues(r)
+	}
+	for _, d := range []string{resumeTus, resumePutRange, resumePutRetry, resumeRebind} {
+		m.resumes.WithLabelValues(d)
+	}
+	for _, d := range []string{doorPut, doorTus} {
+		m.completed.WithLabelValues(d)
+		m.bytesReceived.WithLabelValues(d)
+	}
 	return m, nil
+}
+
+// buildVersion is the version given at build time, else the module version Go
+// recorded, else "unknown".
+func buildVersion(v string) string {
+	if v != "" {
+		return v
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+// storageOpHistogram is uploadgate_storage_operation_duration_seconds of reg:
+// registered by the first caller, shared by every later one (the session store
+// is wrapped before the gateway exists).
+func storageOpHistogram(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "uploadgate_storage_operation_duration_seconds",
+		Help:    "Duration of calls into the upload storage (tusd's data store and locker) and the session store, by operation.",
+		Buckets: storageBuckets,
+	}, []string{"op"})
+	if err := reg.Register(h); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, err
+	}
+	return h, nil
+}
+
+// since observes the time since start for op.
+func since(h *prometheus.HistogramVec, op string, start time.Time) {
+	h.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// countResume counts a resume of kind when ok.
+func (g *Gateway) countResume(kind string, ok bool) {
+	if ok {
+		g.metrics.resumes.WithLabelValues(kind).Inc()
+	}
+}
+
+// countRemoved counts an upload the clean-up removed: an incomplete one is
+// an expired session's (a complete file past its retention is not).
+func (g *Gateway) countRemoved(s auth.Session) {
+	if !s.Complete {
+		g.metrics.sessionsExpired.Inc()
+	}
+}
+
+// countCompleted counts an upload whose last byte arrived, by the door of the
+// request that brought it (partial uploads are counted by their final upload).
+func (g *Gateway) countCompleted(ctx context.Context, info handler.FileInfo) {
+	if info.IsPartial {
+		return
+	}
+	door := doorTus
+	if ri := infoFrom(ctx); ri != nil && ri.door == doorPut {
+		door = doorPut
+	}
+	g.metrics.completed.WithLabelValues(door).Inc()
+}
+
+// TimeSessionStore returns store with every call timed in reg's
+// uploadgate_storage_operation_duration_seconds{op="session_…"}. Wrap the
+// store before it is handed to auth.NewSessions, and give the gateway the
+// same registry.
+func TimeSessionStore(store auth.Store, reg prometheus.Registerer) (auth.Store, error) {
+	h, err := storageOpHistogram(reg)
+	if err != nil {
+		return nil, err
+	}
+	return timedSessionStore{inner: store, h: h}, nil
+}
+
+type timedSessionStore struct {
+	inner auth.Store
+	h     *prometheus.HistogramVec
+}
+
+func (s timedSessionStore) Create(ctx context.Context, sess auth.Session) (auth.Session, bool, error) {
+	defer since(s.h, "session_create", time.Now())
+	return s.inner.Create(ctx, sess)
+}
+
+func (s timedSessionStore) Get(ctx context.Context, uploadID string) (auth.Session, error) {
+	defer since(s.h, "session_get", time.Now())
+	return s.inner.Get(ctx, uploadID)
+}
+
+func (s timedSessionStore) LookupSlot(ctx context.Context, slotKey string) (string, error) {
+	defer since(s.h, "session_lookup_slot", time.Now())
+	return s.inner.LookupSlot(ctx, slotKey)
+}
+
+func (s timedSessionStore) Update(ctx context.Context, uploadID string, fn func(*auth.Session) error) (auth.Session, error) {
+	defer since(s.h, "session_update", time.Now())
+	return s.inner.Update(ctx, uploadID, fn)
+}
+
+func (s timedSessionStore) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*auth.Session) error) (auth.Session, error) {
+	defer since(s.h, "session_rebind", time.Now())
+	return s.inner.Rebind(ctx, uploadID, slotKey, fn)
+}
+
+func (s timedSessionStore) Delete(ctx context.Context, uploadID string) error {
+	defer since(s.h, "session_delete", time.Now())
+	return s.inner.Delete(ctx, uploadID)
+}
+
+func (s timedSessionStore) Expired(ctx context.Context, t time.Time, limit int) ([]auth.Session, error) {
+	defer since(s.h, "session_expired", time.Now())
+	return s.inner.Expired(ctx, t, limit)
+}
+
+func (s timedSessionStore) Ping(ctx context.Context) error {
+	defer since(s.h, "session_ping", time.Now())
+	return s.inner.Ping(ctx)
+}
+
+func (s timedSessionStore) Close() error { return s.inner.Close() }
+
+// timedComposer returns a store composer for tusd that passes every call to
+// c's stores and locker and times it in h.
+func timedComposer(c *handler.StoreComposer, h *prometheus.HistogramVec) *handler.StoreComposer {
+	t := &timedStore{c: c, h: h}
+	out := handler.NewStoreComposer()
+	out.UseCore(t)
+	if c.UsesTerminater {
+		out.UseTerminater(t)
+	}
+	if c.UsesConcater {
+		out.UseConcater(t)
+	}
+	if c.UsesLengthDeferrer {
+		out.UseLengthDeferrer(t)
+	}
+	if c.UsesContentServer {
+		out.UseContentServer(t)
+	}
+	if c.UsesLocker {
+		out.UseLocker(timedLocker{inner: c.Locker, h: h})
+	}
+	return out
+}
+
+type timedStore struct {
+	c *handler.StoreComposer
+	h *prometheus.HistogramVec
+}
+
+func (s *timedStore) wrap(u handler.Upload) handler.Upload {
+	if u == nil {
+		return nil
+	}
+	return timedUpload{inner: u, h: s.h}
+}
+
+// unwrapTimed is the upload of the wrapped store.
+func unwrapTimed(u handler.Upload) handler.Upload {
+	if t, ok := u.(timedUpload); ok {
+		return t.inner
+	}
+	return u
+}
+
+func (s *timedStore) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	defer since(s.h, "create", time.Now())
+	u, err := s.c.Core.NewUpload(ctx, info)
+	return s.wrap(u), err
+}
+
+func (s *timedStore) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	defer since(s.h, "get", time.Now())
+	u, err := s.c.Core.GetUpload(ctx, id)
+	return s.wrap(u), err
+}
+
+func (s *timedStore) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
+	return timedTerminate{inner: s.c.Terminater.AsTerminatableUpload(unwrapTimed(u)), h: s.h}
+}
+
+func (s *timedStore) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
+	return timedConcat{inner: s.c.Concater.AsConcatableUpload(unwrapTimed(u)), h: s.h}
+}
+
+func (s *timedStore) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
+	return timedDeclare{inner: s.c.LengthDeferrer.AsLengthDeclarableUpload(unwrapTimed(u)), h: s.h}
+}
+
+func (s *timedStore) AsServableUpload(u handler.Upload) handler.ServableUpload {
+	return s.c.ContentServer.AsServableUpload(unwrapTimed(u))
+}
+
+type timedUpload struct {
+	inner handler.Upload
+	h     *prometheus.HistogramVec
+}
+
+func (u timedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	defer since(u.h, "write", time.Now())
+	return u.inner.WriteChunk(ctx, offset, src)
+}
+
+func (u timedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
+	defer since(u.h, "info", time.Now())
+	return u.inner.GetInfo(ctx)
+}
+
+func (u timedUpload) GetReader(ctx context.Context) (io.ReadCloser, error) {
+	defer since(u.h, "read", time.Now())
+	return u.inner.GetReader(ctx)
+}
+
+func (u timedUpload) FinishUpload(ctx context.Context) error {
+	defer since(u.h, "finish", time.Now())
+	return u.inner.FinishUpload(ctx)
+}
+
+type timedTerminate struct {
+	inner handler.TerminatableUpload
+	h     *prometheus.HistogramVec
+}
+
+func (t timedTerminate) Terminate(ctx context.Context) error {
+	defer since(t.h, "terminate", time.Now())
+	return t.inner.Terminate(ctx)
+}
+
+type timedConcat struct {
+	inner handler.ConcatableUpload
+	h     *prometheus.HistogramVec
+}
+
+func (c timedConcat) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	defer since(c.h, "concat", time.Now())
+	inner := make([]handler.Upload, len(partials))
+	for i, p := range partials {
+		inner[i] = unwrapTimed(p)
+	}
+	return c.inner.ConcatUploads(ctx, inner)
+}
+
+type timedDeclare struct {
+	inner handler.LengthDeclarableUpload
+	h     *prometheus.HistogramVec
+}
+
+func (d timedDeclare) DeclareLength(ctx context.Context, length int64) error {
+	defer since(d.h, "declare_length", time.Now())
+	return d.inner.DeclareLength(ctx, length)
+}
+
+type timedLocker struct {
+	inner handler.Locker
+	h     *prometheus.HistogramVec
+}
+
+func (l timedLocker) NewLock(id string) (handler.Lock, error) {
+	lock, err := l.inner.NewLock(id)
+	if err != nil {
+		return nil, err
+	}
+	return timedLock{inner: lock, h: l.h}, nil
+}
+
+type timedLock struct {
+	inner handler.Lock
+	h     *prometheus.HistogramVec
+}
+
+// Lock includes the wait for another request to give the lock up.
+func (l timedLock) Lock(ctx context.Context, requestRelease func()) error {
+	defer since(l.h, "lock", time.Now())
+	return l.inner.Lock(ctx, requestRelease)
+}
+
+func (l timedLock) Unlock() error {
+	defer since(l.h, "unlock", time.Now())
+	return l.inner.Unlock()
+}
+
+// codeClass is a status's class label: "2xx"…"5xx".
+func codeClass(status int) string {
+	switch {
+	case status < 200:
+		return "1xx"
+	case status < 300:
+		return "2xx"
+	case status < 400:
+		return "3xx"
+	case status < 500:
+		return "4xx"
+	default:
+		return "5xx"
+	}
+}
+
+// methodLabel bounds the method label to the methods the doors know.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }

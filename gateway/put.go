@@ -216,6 +216,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 			g.writeOffsetConflict(w, r, info.Offset, info.Size)
 			return
 		}
+		g.countResume(resumePutRange, cr.first > 0)
 		g.putAppend(w, r, id, info.Offset, r.Body, cr.last-cr.first+1, &sess)
 	default:
 		g.putRetry(w, r, sp, slot, id, info, addr, &sess)
@@ -389,6 +390,7 @@ func (g *Gateway) putRetry(w http.ResponseWriter, r *http.Request, sp slotPath, 
 	equal, pending, cerr := comparePrefix(r.Body, stored, info.Offset)
 	switch {
 	case cerr == nil:
+		g.countResume(resumePutRetry, true)
 		g.putAppend(w, r, id, info.Offset, r.Body, size-info.Offset, sess)
 	case errors.Is(cerr, errDiffers):
 		// Keep the equal prefix: reopen the stored bytes before the upload is

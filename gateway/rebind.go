@@ -74,6 +74,7 @@ var rebindTable = []struct {
 // rebind binds the upload oldID to the fresh, verified slot of this request
 // (or renews an ended session with the upload's own, still valid slot).
 func (g *Gateway) rebind(ctx context.Context, oldID string, slot auth.Slot, addr string) (auth.Session, *refusal) {
+	noteUpload(ctx, oldID)
 	before, _ := g.cfg.Sessions.Authorize(ctx, oldID)
 	s, err := g.cfg.Sessions.Rebind(ctx, oldID, slot, addr)
 	if err != nil {
@@ -86,6 +87,7 @@ func (g *Gateway) rebind(ctx context.Context, oldID string, slot auth.Slot, addr
 	}
 	if s.Rebinds != before.Rebinds {
 		g.metrics.rebinds.Inc()
+		g.countResume(resumeRebind, s.SlotKey != before.SlotKey)
 		g.log.InfoContext(ctx, "upload re-bound to a fresh slot", "upload", logID(s.UploadID), "rebinds", s.Rebinds)
 	}
 	return s, nil

@@ -78,9 +78,9 @@ func (g *Gateway) slotUploadID(ctx context.Context, slotPath string) (string, er
 	s, err := g.cfg.Sessions.AuthorizeSlot(ctx, slotPath)
 	switch {
 	case err == nil, errors.Is(err, auth.ErrSessionExpired):
-		return s.UploadID, nil
+		return noteUpload(ctx, s.UploadID), nil
 	case errors.Is(err, auth.ErrSessionNotFound):
-		return auth.DeriveUploadID(g.cfg.IDKey, slotPath), nil
+		return noteUpload(ctx, auth.DeriveUploadID(g.cfg.IDKey, slotPath)), nil
 	default:
 		return "", err
 	}
@@ -320,6 +320,7 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SLOT_REQUIRED", "uploads are created at a slot URL", http.StatusForbidden)
 	}
 	slot := cr.slot
+	noteUpload(ev.Context, cr.uploadID)
 	if !ev.Upload.SizeIsDeferred {
 		if cr.kind == auth.KindWhole && slot.Size >= 0 && ev.Upload.Size != slot.Size {
 			return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SIZE_MISMATCH", "the upload's length differs from the slot's size", http.StatusForbidden)
@@ -346,6 +347,7 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 // preFinish marks the session of a completed upload complete before the
 // response leaves. A failure is logged: the bytes are complete either way.
 func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
+	g.countCompleted(ev.Context, ev.Upload)
 	if _, err := g.cfg.Sessions.Complete(ev.Context, auth.BaseUploadID(ev.Upload.ID)); err != nil && !errors.Is(err, auth.ErrSessionNotFound) {
 		g.log.WarnContext(ev.Context, "mark session complete", "upload", logID(ev.Upload.ID), "error", err)
 	}

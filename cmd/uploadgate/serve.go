@@ -30,7 +30,9 @@ import (
 
 // serveConfig is everything `uploadgate serve` is configured with.
 type serveConfig struct {
+	Config         string
 	Listen         string
+	MetricsListen  string
 	DataDir        string
 	Secrets        listFlag
 	SecretFile     string
@@ -55,7 +57,9 @@ type serveConfig struct {
 func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	c.CORSOrigins = listFlag{vals: []string{"*"}}
+	fs.StringVar(&c.Config, "config", "", "TOML file with settings, keys named like the flags (flags and environment override it)")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "address to listen on (host:port)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics only on this address (host:port), not on --listen")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for uploads, sessions and generated keys")
 	fs.Var(&c.Secrets, "secret", "slot secret shared with the XMPP server; comma-separated for several (the first signs, all verify)")
 	fs.StringVar(&c.SecretFile, "secret-file", "", "file with slot secrets, one per line (alternative to --secret)")
@@ -88,6 +92,14 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 func (c *serveConfig) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return usageError(fmt.Sprintf("invalid --listen %q: want host:port", c.Listen))
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return usageError(fmt.Sprintf("invalid --metrics-listen %q: want host:port", c.MetricsListen))
+		}
+		if c.MetricsListen == c.Listen {
+			return usageError("invalid --metrics-listen: must differ from --listen")
+		}
 	}
 	if c.DataDir == "" {
 		return usageError("invalid --data-dir: must not be empty")
@@ -203,6 +215,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usageError(fmt.Sprintf("serve takes no arguments, got %q", rest[0]))
 	}
+	if c.Config != "" {
+		if err := applyConfigFile(fs, c.Config); err != nil {
+			return err
+		}
+	}
 	if err := c.validate(); err != nil {
 		return err
 	}
@@ -260,6 +277,10 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		defer bs.Close()
 		sessStore = bs
 	}
+	reg := prometheus.NewRegistry()
+	if sessStore, err = gateway.TimeSessionStore(sessStore, reg); err != nil {
+		return fmt.Errorf("session store metrics: %w", err)
+	}
 	policy := auth.DefaultPolicy()
 	policy.IdleTTL = c.SessionIdleTTL
 	policy.MaxTTL = c.SessionMaxTTL
@@ -274,7 +295,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("storage: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	backend.RegisterMetrics(reg)
 	proxies, _ := c.proxies()
@@ -291,6 +311,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		IDKey:          idKey,
 		Logger:         log,
 		Registry:       reg,
+		// With --metrics-listen, /metrics is served there only.
+		SeparateMetrics: c.MetricsListen != "",
+		Version:         version,
 	})
 	if err != nil {
 		return err
@@ -314,6 +337,25 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
+	var metricsSrv *http.Server
+	var metricsLn net.Listener
+	if c.MetricsListen != "" {
+		metricsLn, err = net.Listen("tcp", c.MetricsListen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s: %w", c.MetricsListen, err)
+		}
+		metricsSrv = &http.Server{
+			Handler:           gw.MetricsHandler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
+		}
+		log.Info("metrics listening", "addr", metricsLn.Addr().String())
+	}
 	log.Info("uploadgate listening", "addr", ln.Addr().String(), "version", version,
 		"upload_base", c.UploadBase, "tus_base", c.TusBase, "storage", c.Storage, "data_dir", c.DataDir)
 
@@ -323,8 +365,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		defer close(bgDone)
 		_ = gw.Run(bgCtx)
 	}()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if metricsSrv != nil {
+		go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
+	}
 
 	select {
 	case err := <-serveErr:
@@ -337,6 +382,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutCtx)
+	if metricsSrv != nil {
+		// Scrapes during the shutdown still see the final counts.
+		if merr := metricsSrv.Shutdown(shutCtx); err == nil {
+			err = merr
+		}
+	}
 	stopBg()
 	<-bgDone
 	if err != nil {
