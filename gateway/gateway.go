@@ -158,6 +158,8 @@ func New(cfg Config) (*Gateway, error) {
 		NetworkTimeout:                   cfg.NetworkTimeout,
 		AcquireLockTimeout:               cfg.LockTimeout,
 		GracefulRequestCompletionTimeout: cfg.GracefulCompletion,
+		// The resumable-upload draft (interop versions 3 to 6) next to tus 1.0.
+		EnableExperimentalProtocol: true,
 	}
 	tusd, err := handler.NewUnroutedHandler(tcfg)
 	if err != nil {

@@ -106,6 +106,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 	if cr != nil {
 		claimed = cr.total
 	}
+	claimed = draftClaimedSize(w, claimed)
 	verifySize := claimed
 	if verifySize < 0 && exists && !info.SizeIsDeferred {
 		verifySize = info.Size
@@ -202,6 +203,9 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		sess = s
 	}
 
+	if exists {
+		g.draftAnnounce(w, r, id, info)
+	}
 	switch {
 	case !exists:
 		if cr != nil && cr.first != 0 {
@@ -257,6 +261,10 @@ func (g *Gateway) putCreate(w http.ResponseWriter, r *http.Request, sp slotPath,
 	meta := map[string]string{"filename": sp.Segments[len(sp.Segments)-1]}
 	if ctype != "" {
 		meta["filetype"] = ctype
+	}
+	if d, ok := w.(*draftWriter); ok && d.kind == draftPut {
+		g.putCreateDraft(d, r, slot, id, addr, body, size, meta)
+		return
 	}
 	cr := &creation{slot: slot, uploadID: id, kind: auth.KindWhole, addr: addr}
 	res := g.callTusd(w, r, tusCall{

@@ -31,6 +31,11 @@ func (g *Gateway) serveUploadBase(w http.ResponseWriter, r *http.Request) {
 		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "malformed upload path"))
 		return
 	}
+	// The resumable-upload draft (ietf.go): creations, OPTIONS.
+	w, ok := g.draftAtSlot(w, r, sp)
+	if !ok {
+		return
+	}
 	signed := hasSignature(r)
 	switch {
 	case r.Method == http.MethodPut:
@@ -341,7 +346,11 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, storage.ErrUploadExists
 	}
 	resp := handler.HTTPResponse{Header: handler.HTTPHeader{"Upload-Expires": httpDate(sess.Deadline())}}
-	return resp, handler.FileInfoChanges{ID: cr.uploadID}, nil
+	changes := handler.FileInfoChanges{ID: cr.uploadID}
+	if meta, ok := draftMetadata(ev.HTTPRequest.Header); ok {
+		changes.MetaData = meta
+	}
+	return resp, changes, nil
 }
 
 // preFinish marks the session of a completed upload complete before the
@@ -359,6 +368,11 @@ func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) 
 // for HEAD, PATCH or DELETE, and any request that takes an upload's lock cuts
 // the PATCH that is writing it.
 func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
+	// The resumable-upload draft (ietf.go): offset retrieval, append, cancellation.
+	w, ok := g.draftAtUpload(w, r)
+	if !ok {
+		return
+	}
 	id, _ := strings.CutPrefix(r.URL.Path, g.cfg.TusBase)
 	switch r.Method {
 	case http.MethodOptions:
