@@ -371,9 +371,9 @@ func scaleTusHeader(offset int64) http.Header {
 	)
 }
 
-// scaleMustRetryLater fails the test unless a is a 503 with Retry-After; it
-// names 401, 403 and 404 specially, since those would make a client give the
-// upload up.
+// scaleMustRetryLater fails the test unless a has status want (503, or 423
+// for a tus HEAD) and Retry-After; it names 401, 403 and 404 specially, since
+// those would make a client give the upload up.
 func scaleMustRetryLater(t testing.TB, what string, a sessAnswer, want int) {
 	t.Helper()
 	switch {

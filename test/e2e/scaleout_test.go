@@ -350,11 +350,12 @@ func TestScaleOutConcurrentCreation(t *testing.T) {
 		startNow := make(chan struct{})
 		for j, s := range []*server{a, b} {
 			results[j] = make(chan result, 1)
+			u := scaleOn(t, sl.PutURL, s)
 			go func() {
 				var r result
 				<-startNow
 				for range 5 {
-					ans, err := sessTrySend(c, http.MethodPost, scaleOn(t, sl.PutURL, s), h, nil)
+					ans, err := sessTrySend(c, http.MethodPost, u, h, nil)
 					if err != nil {
 						r.err = err
 						break
