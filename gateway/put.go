@@ -148,27 +148,12 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 	var serr error
 	if from := r.Header.Get(resumeFromHeader); from != "" {
 		// A fresh slot continues an upload whose session ended.
-		if expired {
-			g.writeRefusal(w, r, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired"))
-			return
-		}
-		oldID, rf := g.resumeFromID(ctx, from)
-		if rf != nil {
+		var rf *refusal
+		if sess, info, rf = g.rebindFrom(ctx, from, slot, expired, claimed, addr); rf != nil {
 			g.writeRefusal(w, r, rf)
 			return
 		}
-		if slot.Size < 0 {
-			slot.Size = claimed
-		}
-		if sess, rf = g.rebind(ctx, oldID, slot, addr); rf != nil {
-			g.writeRefusal(w, r, rf)
-			return
-		}
-		if info, ierr = g.cfg.Storage.Info(ctx, oldID); ierr != nil {
-			g.writeRefusal(w, r, refusalFor(ierr))
-			return
-		}
-		id, exists = oldID, true
+		id, exists = sess.UploadID, true
 	} else {
 		sess, serr = g.cfg.Sessions.Authorize(ctx, id)
 	}
@@ -476,25 +461,13 @@ func (g *Gateway) putConfirm(w http.ResponseWriter, r *http.Request, id string, 
 // resume state of the slot's upload (tus headers, and Range for what is stored).
 func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
 	ctx := r.Context()
-	id, err := g.slotUploadID(ctx, sp.Path)
-	if err != nil {
-		g.writeRefusal(w, r, refusalFor(err))
+	id, info, expired, rf := g.checkSlotOfUpload(r, sp)
+	if rf != nil {
+		g.writeRefusal(w, r, rf)
 		return
-	}
-	info, err := g.cfg.Storage.Info(ctx, id)
-	if err != nil {
-		g.writeRefusal(w, r, refusalFor(err))
-		return
-	}
-	_, verr := g.checkSlot(r, sp, g.slotRequestForUpload(r, sp, info))
-	if verr != nil {
-		if !errors.Is(verr, auth.ErrSlotExpired) {
-			g.writeRefusal(w, r, refusalFor(verr))
-			return
-		}
 	}
 	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
-	if serr != nil && (verr != nil || !errors.Is(serr, auth.ErrSessionNotFound)) {
+	if serr != nil && (expired || !errors.Is(serr, auth.ErrSessionNotFound)) {
 		g.writeRefusal(w, r, refusalFor(serr))
 		return
 	}
@@ -517,6 +490,25 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 	}
 }
 
+// checkSlotOfUpload checks the slot of a bodiless request (HEAD, tus PATCH)
+// on a slot whose upload exists, against that upload's size and type. An
+// expired slot passes with expired set: its session decides.
+func (g *Gateway) checkSlotOfUpload(r *http.Request, sp slotPath) (id string, info handler.FileInfo, expired bool, rf *refusal) {
+	ctx := r.Context()
+	id, err := g.slotUploadID(ctx, sp.Path)
+	if err != nil {
+		return "", info, false, refusalFor(err)
+	}
+	if info, err = g.cfg.Storage.Info(ctx, id); err != nil {
+		return "", info, false, refusalFor(err)
+	}
+	_, verr := g.checkSlot(r, sp, g.slotRequestForUpload(r, sp, info))
+	if verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
+		return "", info, false, refusalFor(verr)
+	}
+	return id, info, verr != nil, nil
+}
+
 // slotRequestForUpload is the slot request of a bodiless request (HEAD, the
 // first check of a tus PATCH) on a slot whose upload exists: its size and type
 // are the upload's.
@@ -534,18 +526,9 @@ func (g *Gateway) slotRequestForUpload(r *http.Request, sp slotPath, info handle
 // tus resource): checked like a HEAD, then passed to tusd.
 func (g *Gateway) patchAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
 	ctx := r.Context()
-	id, err := g.slotUploadID(ctx, sp.Path)
-	if err != nil {
-		g.writeRefusal(w, r, refusalFor(err))
-		return
-	}
-	info, err := g.cfg.Storage.Info(ctx, id)
-	if err != nil {
-		g.writeRefusal(w, r, refusalFor(err))
-		return
-	}
-	if _, verr := g.checkSlot(r, sp, g.slotRequestForUpload(r, sp, info)); verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
-		g.writeRefusal(w, r, refusalFor(verr))
+	id, _, _, rf := g.checkSlotOfUpload(r, sp)
+	if rf != nil {
+		g.writeRefusal(w, r, rf)
 		return
 	}
 	sess, err := g.cfg.Sessions.Authorize(ctx, id)

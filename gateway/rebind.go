@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
 )
 
@@ -105,4 +106,28 @@ func (g *Gateway) touch(ctx context.Context, s auth.Session, addr string) (auth.
 		g.log.InfoContext(ctx, "client address changed within an upload session", "upload", logID(s.UploadID), "addr", addr)
 	}
 	return out, nil
+}
+
+// rebindFrom re-binds the upload named by an Upload-Resume-From header to the
+// fresh slot of this request and returns the upload's session and state.
+func (g *Gateway) rebindFrom(ctx context.Context, from string, slot auth.Slot, expired bool, size int64, addr string) (auth.Session, handler.FileInfo, *refusal) {
+	if expired {
+		return auth.Session{}, handler.FileInfo{}, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired")
+	}
+	oldID, rf := g.resumeFromID(ctx, from)
+	if rf != nil {
+		return auth.Session{}, handler.FileInfo{}, rf
+	}
+	if slot.Size < 0 {
+		slot.Size = size
+	}
+	sess, rf := g.rebind(ctx, oldID, slot, addr)
+	if rf != nil {
+		return auth.Session{}, handler.FileInfo{}, rf
+	}
+	info, err := g.cfg.Storage.Info(ctx, oldID)
+	if err != nil {
+		return auth.Session{}, handler.FileInfo{}, refusalFor(err)
+	}
+	return sess, info, nil
 }

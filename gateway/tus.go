@@ -211,27 +211,9 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 // fresh slot of this creation and answers with the same upload URL as before
 // and its current offset, so the client keeps PATCHing where it was.
 func (g *Gateway) rebindAtCreation(w http.ResponseWriter, r *http.Request, from string, slot auth.Slot, expired bool, size int64, addr string) {
-	ctx := r.Context()
-	if expired {
-		g.writeRefusal(w, r, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired"))
-		return
-	}
-	oldID, rf := g.resumeFromID(ctx, from)
+	sess, info, rf := g.rebindFrom(r.Context(), from, slot, expired, size, addr)
 	if rf != nil {
 		g.writeRefusal(w, r, rf)
-		return
-	}
-	if slot.Size < 0 {
-		slot.Size = size
-	}
-	sess, rf := g.rebind(ctx, oldID, slot, addr)
-	if rf != nil {
-		g.writeRefusal(w, r, rf)
-		return
-	}
-	info, err := g.cfg.Storage.Info(ctx, oldID)
-	if err != nil {
-		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}
 	g.answerExisting(w, r, sess, info, addr)
