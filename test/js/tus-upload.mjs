@@ -5,13 +5,15 @@
 //        [--url-storage PATH] [--mode upload|interrupt|resume]
 //        [--interrupt-after BYTES] [--interrupt-on ack|sent]
 //        [--header 'Name: value']... [--filetype TYPE] [--filename NAME]
-//        [--parallel N] [--timeout-ms N]
+//        [--parallel N] [--timeout-ms N] [--protocol tus-v1|ietf-draft-03|ietf-draft-05]
 //
 // The file is read through an fs.ReadStream, so tus-js-client computes a stable
 // fingerprint (path, size, mtime, endpoint) and can find the upload again in a
 // FileUrlStorage (--url-storage) from another process. --parallel N uploads N
 // partial uploads and concatenates them (tus-js-client parallelUploads); the
 // partial uploads carry filesize and filetype metadata, as a slot needs.
+// --protocol is tus-js-client's protocol option: ietf-draft-03 and
+// ietf-draft-05 speak the resumable-upload draft (interop versions 5 and 6).
 //
 // Modes:
 //   upload     create an upload at --endpoint (or resume one found in the URL
@@ -79,7 +81,7 @@ function usage(msg) {
   throw new Error(`${msg}\nusage: node tus-upload.mjs --endpoint URL --file PATH [--chunk-size N] ` +
     '[--url-storage PATH] [--mode upload|interrupt|resume] [--interrupt-after BYTES] ' +
     "[--interrupt-on ack|sent] [--header 'Name: value']... [--filetype TYPE] [--filename NAME] " +
-    '[--parallel N] [--timeout-ms N]')
+    '[--parallel N] [--timeout-ms N] [--protocol tus-v1|ietf-draft-03|ietf-draft-05]')
 }
 
 function parseArgs(argv) {
@@ -96,6 +98,7 @@ function parseArgs(argv) {
     filename: null,
     parallel: 1,
     timeoutMs: 120000,
+    protocol: null,
   }
   const intArg = (name, v) => {
     if (v == null || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer, got ${v}`)
@@ -119,6 +122,7 @@ function parseArgs(argv) {
       case '--filename': opts.filename = next(); break
       case '--timeout-ms': opts.timeoutMs = intArg(arg, next()); break
       case '--parallel': opts.parallel = intArg(arg, next()); break
+      case '--protocol': opts.protocol = next(); break
       case '--header': {
         const h = next()
         const colon = h.indexOf(':')
@@ -231,6 +235,7 @@ function run(opts) {
       },
     }
     if (opts.chunkSize != null) options.chunkSize = opts.chunkSize
+    if (opts.protocol != null) options.protocol = opts.protocol
     if (opts.parallel > 1) {
       options.parallelUploads = opts.parallel
       options.metadataForPartialUploads = { filesize: String(size) }
