@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"golang.org/x/exp/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/redis/go-redis/v9"
+	"github.com/tus/tusd/v2/pkg/filestore"
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+	"github.com/tus/tusd/v2/pkg/s3store"
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway"
+	"github.com/uploadgate/uploadgate/storage"
+	"github.com/uploadgate/uploadgate/storage/redislock"
+)
+
+// The servers below run as child processes of the driver (`ulbench serve-…`),
+// so that each has its own peak RSS and CPU time.
+
+// serveUntilSignal serves h on addr until SIGTERM or SIGINT, with pprof on
+// pprofAddr when set.
+func serveUntilSignal(addr, pprofAddr string, srv *http.Server) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pl, err := net.Listen("tcp", pprofAddr)
+		if err != nil {
+			return err
+		}
+		go func() { _ = http.Serve(pl, mux) }()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// serveTusd runs stock tusd: tusd's routed handler on filestore (or s3store)
+// with memorylocker, configured as tusd's own command does by default.
+func serveTusd(args []string) error {
+	fs := flag.NewFlagSet("serve-tusd", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:1080", "address")
+	dir := fs.String("dir", "", "upload directory (filestore)")
+	bucket := fs.String("s3-bucket", "", "S3 bucket (s3store instead of filestore)")
+	endpoint := fs.String("s3-endpoint", "", "S3 endpoint")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	composer := handler.NewStoreComposer()
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	if *bucket != "" {
+		cfg, err := config.LoadDefaultConfig(context.Background())
+		if err != nil {
+			return err
+		}
+		client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.BaseEndpoint = aws.String(*endpoint)
+			o.UsePathStyle = true
+		})
+		store := s3store.New(*bucket, client) // tusd's defaults: 5 MiB min, 50 MiB preferred parts
+		store.TemporaryDirectory = *dir
+		store.UseIn(composer)
+	} else {
+		filestore.New(*dir).UseIn(composer)
+	}
+	memorylocker.New().UseIn(composer)
+	h, err := handler.NewHandler(handler.Config{
+		BasePath:       "/files/",
+		StoreComposer:  composer,
+		NetworkTimeout: 60 * time.Second,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/files/", http.StripPrefix("/files/", h))
+	mux.Handle("/files", http.StripPrefix("/files", h))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	return serveUntilSignal(*listen, *pprofAddr, &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 60 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	})
+}
+
+// serveCopy is the limit: PUT /<name> is io.Copy'd into a file, nothing else.
+func serveCopy(args []string) error {
+	fs := flag.NewFlagSet("serve-copy", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:1081", "address")
+	dir := fs.String("dir", "", "directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPut {
+			_, _ = io.WriteString(w, "ok\n")
+			return
+		}
+		name := filepath.Base(r.URL.Path)
+		f, err := os.OpenFile(filepath.Join(*dir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, err = io.Copy(f, r.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})
+	return serveUntilSignal(*listen, "", &http.Server{Handler: h, ReadHeaderTimeout: 60 * time.Second})
+}
+
+// serveGateway runs the gateway in this process, wired as `uploadgate serve`
+// wires it (bbolt or Redis sessions, disk storage), with pprof and a
+// configurable per-read network timeout. It is for profiles and for the
+// fault cases that need a short timeout; the benchmark runs the real binary.
+func serveGateway(args []string) error {
+	fs := flag.NewFlagSet("serve-gateway", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address")
+	dataDir := fs.String("data-dir", "", "data directory")
+	secret := fs.String("secret", "", "slot secret")
+	redisURL := fs.String("redis-url", "", "Redis for sessions and locks")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
+	netTimeout := fs.Duration("network-timeout", 60*time.Second, "per-read timeout of request bodies")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier([]string{*secret})
+	if err != nil {
+		return err
+	}
+	idKeyHex, _, err := auth.LoadOrCreateKeyFile(filepath.Join(*dataDir, "id.key"))
+	if err != nil {
+		return err
+	}
+	idKey, err := hex.DecodeString(idKeyHex)
+	if err != nil {
+		return err
+	}
+	var store auth.Store
+	var locker handler.Locker
+	if *redisURL != "" {
+		opt, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			return err
+		}
+		client := redis.NewClient(opt)
+		defer client.Close()
+		rs := auth.NewRedisStore(client, auth.RedisOptions{})
+		defer rs.Close()
+		store = rs
+		rl, err := redislock.New(client, redislock.Options{})
+		if err != nil {
+			return err
+		}
+		defer rl.Close()
+		locker = rl
+	} else {
+		bs, err := auth.OpenBoltStore(filepath.Join(*dataDir, "sessions.db"))
+		if err != nil {
+			return err
+		}
+		defer bs.Close()
+		store = bs
+	}
+	sessions := auth.NewSessions(store, auth.DefaultPolicy(), time.Now)
+	backend, err := storage.New(context.Background(), storage.Config{DataDir: *dataDir, Locker: locker})
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{
+		Verifier: verifier, Sessions: sessions, Storage: backend, IDKey: idKey,
+		NetworkTimeout: *netTimeout, CORSOrigins: []string{"*"},
+	})
+	if err != nil {
+		return err
+	}
+	base, cancelBase := context.WithCancelCause(context.Background())
+	defer cancelBase(nil)
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	srv.RegisterOnShutdown(func() { cancelBase(handler.ErrServerShutdown) })
+	return serveUntilSignal(*listen, *pprofAddr, srv)
+}
+
+// s3CreateBucket creates a bucket with the server's credentials.
+func s3CreateBucket(ctx context.Context, s *s3Server, name string) error {
+	client := s3.New(s3.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(s.URL),
+		UsePathStyle: true,
+		Credentials:  aws.NewCredentialsCache(staticCreds{s.AccessKey, s.SecretKey}),
+	})
+	_, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	if err != nil && !strings.Contains(err.Error(), "BucketAlreadyOwnedByYou") {
+		return fmt.Errorf("create bucket %s: %w", name, err)
+	}
+	return nil
+}
+
+type staticCreds struct{ id, secret string }
+
+func (c staticCreds) Retrieve(context.Context) (aws.Credentials, error) {
+	if c.id == "" {
+		return aws.Credentials{}, errors.New("no credentials")
+	}
+	return aws.Credentials{AccessKeyID: c.id, SecretAccessKey: c.secret, Source: "ulbench"}, nil
+}
