@@ -300,7 +300,7 @@ func (e *faultEnv) killResume(s3 bool) error {
 	}
 	for _, u := range []struct {
 		what, get string
-		seed   uint64
+		seed      uint64
 	}{{"tus", tusSlot.GetURL, seedTus}, {"PUT", putSlot.GetURL, seedPut}} {
 		st, sum, n, err := getSHA(ctx, c, u.get)
 		if err != nil || st != http.StatusOK {
