@@ -134,6 +134,15 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		g.writeRefusal(w, r, refusalFor(verr))
 		return
 	}
+	if exists && cr == nil {
+		// A full retry right after a cut: the cut request may still be saving
+		// what it received. Let it finish, then look at the upload again.
+		g.settle(ctx, id)
+		if info, ierr = g.cfg.Storage.Info(ctx, id); ierr != nil {
+			g.writeRefusal(w, r, refusalFor(ierr))
+			return
+		}
+	}
 	if g.cfg.MaxSize > 0 && verifySize > g.cfg.MaxSize {
 		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "larger than the gateway's maximum upload size"))
 		return
@@ -466,6 +475,9 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 		g.writeRefusal(w, r, rf)
 		return
 	}
+	// No lock: a HEAD never cuts a running upload. Should a request of a dead
+	// connection still be saving, the offset may be a little behind; the
+	// client's Content-Range PUT then gets 409 with the exact offset.
 	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
 	if serr != nil && (expired || !errors.Is(serr, auth.ErrSessionNotFound)) {
 		g.writeRefusal(w, r, refusalFor(serr))
@@ -487,6 +499,17 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 		if _, err := g.touch(context.WithoutCancel(ctx), sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 			g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
 		}
+	}
+}
+
+// settle takes and releases the upload's lock: a request still writing the
+// upload is asked to stop (tusd saves what it received) and waited for.
+// Callers have checked the slot first: only its holder may cut a write.
+func (g *Gateway) settle(ctx context.Context, id string) {
+	lctx, cancel := context.WithTimeout(ctx, g.cfg.LockTimeout)
+	defer cancel()
+	if lock, err := g.cfg.Storage.Lock(lctx, id, func() {}); err == nil {
+		_ = lock.Unlock()
 	}
 }
 
