@@ -4,6 +4,10 @@ GO           ?= go
 BIN          := bin/uploadgate
 # The whole `go test` run must end well within the CI's 15 minutes.
 TEST_TIMEOUT ?= 10m
+# How long `make test` runs each fuzz target (`make fuzz FUZZTIME=10m` for longer).
+FUZZTIME     ?= 5s
+# `make bench BENCH_FLAGS='-big-size 256MiB -rounds 3'`; `bin/ulbench run -h` lists the flags.
+BENCH_FLAGS  ?= -rounds 5 -s3-size 512MiB
 GOBIN_DIR    := $(shell d=$$($(GO) env GOBIN); [ -n "$$d" ] || d=$$($(GO) env GOPATH)/bin; echo "$$d")
 STATICCHECK  := $(GOBIN_DIR)/staticcheck
 # Tools installed with `go install` (versitygw) must be found by the tests.
@@ -13,7 +17,7 @@ export PATH := $(GOBIN_DIR):$(PATH)
 # The steps of `make test` depend on each other (deps before lint before tests).
 .NOTPARALLEL:
 
-.PHONY: help build run test lint deps fmt-check vet staticcheck clean
+.PHONY: help build run test lint deps fmt-check vet staticcheck clean fuzz bench faults
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,8 +28,9 @@ build: ## build bin/uploadgate
 run: build ## build, then serve on 127.0.0.1:8080 with files under ./data
 	$(BIN) serve --listen 127.0.0.1:8080 --data-dir ./data
 
-test: deps lint ## install test dependencies, lint, then run every test with the race detector
+test: deps lint ## install test dependencies, lint, run every test with the race detector, then each fuzz target for FUZZTIME
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@$(MAKE) --no-print-directory fuzz
 
 lint: fmt-check vet staticcheck ## gofmt check, go vet and staticcheck
 
@@ -43,6 +48,22 @@ vet: ## go vet ./...
 staticcheck: ## staticcheck ./... (installs the pinned version first)
 	@scripts/install-test-deps.sh lint
 	$(STATICCHECK) ./...
+
+fuzz: ## run every fuzz target for FUZZTIME (seed corpora in <package>/testdata/fuzz)
+	@set -e; for d in $$(grep -rl --include='*_test.go' --exclude-dir=node_modules '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$d/*_test.go | sed 's/^func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "fuzz $$d $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$d; \
+		done; \
+	done
+
+bench: build ## benchmarks of uploadgate against stock tusd and io.Copy (docs/performance.md)
+	$(GO) build -o bin/ulbench ./cmd/ulbench
+	bin/ulbench run -uploadgate $(BIN) $(BENCH_FLAGS)
+
+faults: build ## fault suite against the binary: SIGKILL and resume, 1,000 uploads, slowloris, full disk
+	$(GO) build -o bin/ulbench ./cmd/ulbench
+	bin/ulbench faults -uploadgate $(BIN)
 
 clean: ## remove bin/ (./data is left alone)
 	rm -rf bin
