@@ -25,8 +25,8 @@ help: ## list the targets
 build: ## build bin/uploadgate
 	$(GO) build -o $(BIN) ./cmd/uploadgate
 
-run: build ## build, then serve on 127.0.0.1:8080 with files under ./data
-	$(BIN) serve --listen 127.0.0.1:8080 --data-dir ./data
+run: build ## build, then serve on 127.0.0.1:8080 with files under ./data and the demo pages at /demo/
+	$(BIN) serve --listen 127.0.0.1:8080 --data-dir ./data --demo-ui
 
 test: deps lint ## install test dependencies, lint, run every test with the race detector, then each fuzz target for FUZZTIME
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...

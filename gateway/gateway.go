@@ -62,6 +62,8 @@ type Config struct {
 	Version string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Demo, when set, serves the demo pages under /demo/ (demo.go).
+	Demo *DemoConfig
 }
 
 // Gateway is the HTTP front of uploadgate.
@@ -197,6 +199,8 @@ func (g *Gateway) Handler() http.Handler {
 			g.serveReady(w, r)
 		case path == "/metrics" && !g.cfg.SeparateMetrics:
 			metrics.ServeHTTP(w, r)
+		case g.cfg.Demo != nil && (strings.HasPrefix(path, DemoPath) || path+"/" == DemoPath):
+			g.serveDemo(w, r)
 		case strings.HasPrefix(path, g.cfg.UploadBase):
 			g.cors.apply(w, r)
 			g.serveUploadBase(w, r)

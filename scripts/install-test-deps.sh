@@ -106,6 +106,8 @@ deps_e2e() {
 	need_go_install github.com/versity/versitygw/cmd/versitygw@v1.8.0 # the S3-compatible server of the s3 storage tests
 	need_node
 	need_npm_ci "$ROOT/test/js"
+	need_apt chromium # the browser tests (test/browser drives it with playwright-core; no browser download)
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 need_npm_ci "$ROOT/test/browser"
 }
 
 command -v "$GO" >/dev/null 2>&1 || die "Go is not installed (https://go.dev/dl/)"

@@ -26,6 +26,7 @@ import (
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
 	"github.com/uploadgate/uploadgate/storage/redislock"
+	"github.com/uploadgate/uploadgate/web"
 )
 
 // serveConfig is everything `uploadgate serve` is configured with.
@@ -52,6 +53,7 @@ type serveConfig struct {
 	FileRetention  time.Duration
 	LogFormat      string
 	LogLevel       string
+	DemoUI         bool
 }
 
 func newServeFlags(c *serveConfig) *flag.FlagSet {
@@ -85,6 +87,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.FileRetention, "file-retention", 0, "complete files whose slot sets no expiry are removed after this long; 0 keeps them")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.DemoUI, "demo-ui", false, "serve the demo upload pages under /demo/; on a loopback --listen they also mint slots for loopback clients")
 	return fs
 }
 
@@ -314,6 +317,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		// With --metrics-listen, /metrics is served there only.
 		SeparateMetrics: c.MetricsListen != "",
 		Version:         version,
+		Demo:            demoConfig(c, secrets),
 	})
 	if err != nil {
 		return err
@@ -433,4 +437,17 @@ func loadSecrets(c *serveConfig, stdout io.Writer, log *slog.Logger) ([]string, 
 		"  bin/uploadgate sign --secret-file %s --base-url %s --size 5 hello.txt\n"+
 		"  curl -T hello.txt '<PUT URL>'    (a file of 5 bytes; the second line is the GET URL)\n", path, path, base)
 	return []string{secret}, nil
+}
+
+// demoConfig is the demo UI's configuration: nil without --demo-ui; minting
+// slots (with the first secret) only when the gateway listens on loopback.
+func demoConfig(c serveConfig, secrets []string) *gateway.DemoConfig {
+	if !c.DemoUI {
+		return nil
+	}
+	d := &gateway.DemoConfig{Files: web.Files()}
+	if gateway.LoopbackListen(c.Listen) {
+		d.MintSecret = secrets[0]
+	}
+	return d
 }
