@@ -423,22 +423,8 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 			h.Set("Upload-Expires", httpDate(g.cfg.Sessions.DeadlineAfterTouch(*sess)))
 		}
 	}
-	var fn http.HandlerFunc
-	switch r.Method {
-	case http.MethodPost:
-		fn = g.tusd.PostFile
-	case http.MethodHead:
-		fn = g.tusd.HeadFile
-	case http.MethodPatch:
-		fn = g.tusd.PatchFile
-	case http.MethodDelete:
-		fn = g.tusd.DelFile
-	default:
-		// OPTIONS is answered by tusd's middleware itself.
-		fn = func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }
-	}
 	rec.interruptedIsLocked = r.Method == http.MethodPatch
-	g.tusdMW(fn).ServeHTTP(rec, r)
+	g.tusdHandler(r.Method).ServeHTTP(rec, r)
 	rec.flush()
 	if sess == nil || !success(rec.Status()) {
 		return
@@ -453,5 +439,27 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	}
 	if _, err := g.touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 		g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
+	}
+}
+
+// tusdHandler is tusd's handler for method, behind tusd's middleware (which
+// answers OPTIONS itself). A HEAD goes to the handler with the short grace
+// period and takes the upload's lock only if a request holds it
+// (storage.ReadOnly).
+func (g *Gateway) tusdHandler(method string) http.Handler {
+	switch method {
+	case http.MethodHead:
+		h := g.tusdHead.Middleware(http.HandlerFunc(g.tusdHead.HeadFile))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.WithContext(storage.ReadOnly(r.Context())))
+		})
+	case http.MethodPost:
+		return g.tusdMW(http.HandlerFunc(g.tusd.PostFile))
+	case http.MethodPatch:
+		return g.tusdMW(http.HandlerFunc(g.tusd.PatchFile))
+	case http.MethodDelete:
+		return g.tusdMW(http.HandlerFunc(g.tusd.DelFile))
+	default:
+		return g.tusdMW(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	}
 }

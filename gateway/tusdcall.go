@@ -98,18 +98,7 @@ func (g *Gateway) callTusd(w http.ResponseWriter, r *http.Request, call tusCall)
 		r2.ContentLength = 0
 	}
 	c := &captured{real: w, header: http.Header{}}
-	var fn http.HandlerFunc
-	switch call.method {
-	case http.MethodPost:
-		fn = g.tusd.PostFile
-	case http.MethodPatch:
-		fn = g.tusd.PatchFile
-	case http.MethodHead:
-		fn = g.tusd.HeadFile
-	case http.MethodDelete:
-		fn = g.tusd.DelFile
-	}
-	g.tusdMW(fn).ServeHTTP(c, r2)
+	g.tusdHandler(call.method).ServeHTTP(c, r2)
 	return c
 }
 

@@ -92,7 +92,7 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	if locker == nil {
 		locker = memorylocker.New()
 	}
-	locker = contendedLocker{inner: locker}
+	locker = newContendedLocker(locker)
 	composer := handler.NewStoreComposer()
 	guarded := &guard{core: ids, term: ids, concat: ids, length: ids, content: ids, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
 	guarded.useIn(composer)

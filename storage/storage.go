@@ -84,7 +84,7 @@ func newDisk(cfg Config) (*Backend, error) {
 	if cfg.Locker != nil {
 		locker = cfg.Locker
 	}
-	locker = contendedLocker{inner: locker}
+	locker = newContendedLocker(locker)
 
 	composer := handler.NewStoreComposer()
 	guarded := &guard{core: fs, term: fs, concat: fs, length: fs, content: fs, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
@@ -169,29 +169,4 @@ func (b *Backend) Terminate(ctx context.Context, id string) error {
 		return fmt.Errorf("terminate upload: %w", err)
 	}
 	return nil
-}
-
-// contendedLocker answers a lock that cannot be had before the timeout with
-// 423 Locked instead of tusd's 500: tus-js-client retries a 423 but restarts
-// an upload from byte 0 after a 5xx on HEAD.
-type contendedLocker struct{ inner handler.Locker }
-
-func (l contendedLocker) NewLock(id string) (handler.Lock, error) {
-	lock, err := l.inner.NewLock(id)
-	if err != nil {
-		return nil, err
-	}
-	return contendedLock{lock}, nil
-}
-
-type contendedLock struct{ inner handler.Lock }
-
-func (l contendedLock) Unlock() error { return l.inner.Unlock() }
-
-func (l contendedLock) Lock(ctx context.Context, requestRelease func()) error {
-	err := l.inner.Lock(ctx, requestRelease)
-	if errors.Is(err, handler.ErrLockTimeout) {
-		return handler.ErrFileLocked
-	}
-	return err
 }

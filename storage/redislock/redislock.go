@@ -543,3 +543,16 @@ func (l *Locker) deleteIfOwned(ctx context.Context, key, token string) {
 		l.log.Warn("redislock: could not clean up after a failed acquisition; the key expires with its lease", "id", id, "error", err)
 	}
 }
+
+// Held reports whether any instance holds the lock of the upload id. The
+// storage package asks it before a read-only request (a HEAD) takes a lock
+// that it needs only to hand over.
+func (l *Locker) Held(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.opts.OpTimeout)
+	defer cancel()
+	n, err := l.client.Exists(ctx, l.opts.KeyPrefix+id).Result()
+	if err != nil {
+		return false, unavailable(id, err)
+	}
+	return n > 0, nil
+}

@@ -555,3 +555,33 @@ func TestOptionsValidated(t *testing.T) {
 		t.Error("New accepted a nil client")
 	}
 }
+
+// Held sees a lock held by any instance, and its end.
+func TestHeld(t *testing.T) {
+	srv := testredis.Start(t)
+	opts := Options{KeyPrefix: uniquePrefix()}
+	a := newLocker(t, newClient(t, srv.Addr), opts)
+	b := newLocker(t, newClient(t, srv.Addr), opts)
+	ctx := context.Background()
+	if held, err := b.Held(ctx, "h"); err != nil || held {
+		t.Fatalf("Held before any lock: %v, %v; want false", held, err)
+	}
+	k := lockOf(t, a, "h")
+	lockWithin(t, k, time.Second, func() {})
+	if held, err := b.Held(ctx, "h"); err != nil || !held {
+		t.Fatalf("Held on B while A holds the lock: %v, %v; want true", held, err)
+	}
+	if held, err := b.Held(ctx, "other"); err != nil || held {
+		t.Fatalf("Held for another upload: %v, %v; want false", held, err)
+	}
+	if err := k.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := b.Held(ctx, "h"); err != nil || held {
+		t.Fatalf("Held after Unlock: %v, %v; want false", held, err)
+	}
+	srv.Stop()
+	if _, err := b.Held(ctx, "h"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Held with Redis down: %v; want ErrUnavailable", err)
+	}
+}
