@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultSlotTTL is how long a minted v3 or JWT slot stays valid when SignRequest.TTL is zero.
@@ -26,8 +27,9 @@ type SignRequest struct {
 	// Dir is the random directory of the slot; a random UUIDv4-style string when
 	// empty. It may have several segments ("<user hash>/<random>", as ejabberd
 	// signs) except for JWT slots, whose slot claim is exactly one segment.
+	// Each segment follows the rules for names (see SignSlot).
 	Dir string
-	// Name is the file name: not empty, no "/".
+	// Name is the file name, one path segment (see SignSlot for the rules).
 	Name string
 	// Size is the file size in bytes.
 	Size int64
@@ -60,12 +62,30 @@ type SignedSlot struct {
 // SignSlot mints a slot signed with secret, percent-encoding the path the way
 // Prosody's util.http.urlencode does (every byte outside [A-Za-z0-9.~_-] as
 // lower-case %xx).
+//
+// It refuses every slot that the gateway would refuse for the shape of its
+// path, with an error naming the file name or directory segment and the
+// reason, so that no slot is minted that can never be used. The file name and
+// each segment of Dir must be non-empty, not "." or "..", at most 1024 bytes
+// long, and free of '/', backslash and control characters (bytes below 0x20
+// and 0x7f). For JWT slots Dir is one segment, and Dir and Name must also be
+// valid UTF-8: the claims are JSON, which carries an invalid byte as U+FFFD,
+// so the signed slot and filename claims would no longer equal the path. The
+// other protocols sign the bytes of the path, and the gateway percent-decodes
+// the path without requiring UTF-8, so for them any other byte is allowed: a
+// name that is not UTF-8 (which no XMPP server hands out, XMPP being UTF-8
+// only) still uploads and downloads at its slot.
+//
+// The length of the whole URL is not bounded here: a directory of many long
+// segments can still exceed the HTTP server's limit on the request line and
+// headers (64 KiB in uploadgate serve) or a proxy's.
 func SignSlot(secret string, req SignRequest) (SignedSlot, error) {
 	if secret == "" {
 		return SignedSlot{}, errors.New("sign slot: empty secret")
 	}
-	if err := checkSegment(req.Name); err != nil {
-		return SignedSlot{}, fmt.Errorf("sign slot: file name: %w", err)
+	needUTF8 := req.Protocol == ProtoJWT
+	if err := checkSegment(req.Name, needUTF8); err != nil {
+		return SignedSlot{}, fmt.Errorf("sign slot: file name %s: %w", quoteSegment(req.Name), err)
 	}
 	if req.Size < 0 {
 		return SignedSlot{}, fmt.Errorf("sign slot: negative size %d", req.Size)
@@ -94,15 +114,19 @@ func SignSlot(secret string, req SignRequest) (SignedSlot, error) {
 	}
 	dirSegments := strings.Split(dir, "/")
 	if req.Protocol == ProtoJWT && len(dirSegments) != 1 {
-		return SignedSlot{}, fmt.Errorf("sign slot: a jwt slot directory is one path segment, got %q", dir)
+		return SignedSlot{}, fmt.Errorf("sign slot: directory %s: a jwt slot directory is one path segment", quoteSegment(dir))
 	}
 	var encoded []string
-	for _, seg := range append(dirSegments, req.Name) {
-		if err := checkSegment(seg); err != nil {
-			return SignedSlot{}, fmt.Errorf("sign slot: directory: %w", err)
+	for _, seg := range dirSegments {
+		if err := checkSegment(seg, needUTF8); err != nil {
+			if len(dirSegments) == 1 {
+				return SignedSlot{}, fmt.Errorf("sign slot: directory %s: %w", quoteSegment(seg), err)
+			}
+			return SignedSlot{}, fmt.Errorf("sign slot: directory %s: segment %s: %w", quoteSegment(dir), quoteSegment(seg), err)
 		}
 		encoded = append(encoded, prosodyURLEncode(seg))
 	}
+	encoded = append(encoded, prosodyURLEncode(req.Name))
 	slotPath := dir + "/" + req.Name
 	getURL := base.String() + strings.Join(encoded, "/")
 	contentType := DefaultContentType
@@ -172,17 +196,54 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// checkSegment rejects path segments that no XMPP server signs and no gateway accepts.
-func checkSegment(s string) error {
+// maxSegmentBytes is the longest path segment the gateway accepts.
+const maxSegmentBytes = 1024
+
+// checkSegment refuses a path segment the gateway refuses (see SignSlot);
+// needUTF8 also refuses invalid UTF-8, for segments that go into JWT claims.
+// The error states the reason only; the caller names the segment.
+func checkSegment(s string, needUTF8 bool) error {
 	switch {
 	case s == "":
-		return errors.New("empty")
+		return errors.New("is empty")
 	case s == "." || s == "..":
-		return fmt.Errorf("%q is not a name", s)
-	case strings.ContainsAny(s, "/\x00"):
-		return fmt.Errorf("%q contains '/' or NUL", s)
+		return errors.New("is a dot segment, not a name")
+	case len(s) > maxSegmentBytes:
+		return fmt.Errorf("is %d bytes long, more than %d", len(s), maxSegmentBytes)
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '/':
+			return fmt.Errorf("contains '/' (byte %d)", i)
+		case c == '\\':
+			return fmt.Errorf("contains '\\' (byte %d)", i)
+		case c < 0x20 || c == 0x7f:
+			return fmt.Errorf("contains the control character 0x%02x (byte %d)", c, i)
+		}
+	}
+	if needUTF8 {
+		for i := 0; i < len(s); {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				return fmt.Errorf("is not valid UTF-8 (byte %d), which a JWT claim cannot carry unchanged", i)
+			}
+			i += n
+		}
 	}
 	return nil
+}
+
+// quoteSegment quotes a segment for an error message, cut short when long.
+func quoteSegment(s string) string {
+	const maxQuoted = 64
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // prosodyURLEncode percent-encodes like Prosody's util.http.urlencode: every

@@ -4,10 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uploadgate/uploadgate/auth"
 )
@@ -262,4 +265,252 @@ func TestSignSlotRejects(t *testing.T) {
 	if _, err := auth.SignSlot(testSecret, ok); err != nil {
 		t.Fatalf("the unedited request fails: %v", err)
 	}
+}
+
+// gatewayRequest reads a minted slot the way the gateway does (parseSlotPath
+// and safeSegment in gateway/paths.go): the escaped URL path after base, split
+// at '/', each segment percent-decoded and then checked. It returns the slot
+// request and the decoded segments, or an error where the gateway answers 400.
+func gatewayRequest(s auth.SignedSlot, base string, size int64, ctype *string) (auth.SlotRequest, []string, error) {
+	u, err := url.Parse(s.PutURL)
+	if err != nil {
+		return auth.SlotRequest{}, nil, fmt.Errorf("parse PUT URL: %w", err)
+	}
+	rest, ok := strings.CutPrefix(u.EscapedPath(), base)
+	if !ok || rest == "" {
+		return auth.SlotRequest{}, nil, fmt.Errorf("%q is not under %q", u.EscapedPath(), base)
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) < 2 {
+		return auth.SlotRequest{}, nil, fmt.Errorf("%q has no directory", rest)
+	}
+	segs := make([]string, len(parts))
+	for i, p := range parts {
+		seg, err := url.PathUnescape(p)
+		if err != nil {
+			return auth.SlotRequest{}, nil, fmt.Errorf("segment %q: %w", p, err)
+		}
+		if !gatewaySafeSegment(seg) {
+			return auth.SlotRequest{}, nil, fmt.Errorf("segment %q is refused", seg)
+		}
+		segs[i] = seg
+	}
+	path := strings.Join(segs, "/")
+	return auth.SlotRequest{
+		Path: path, URLPath: strings.TrimSuffix(base, "/") + "/" + path, Query: u.Query(),
+		Authorization: s.Authorization, Size: size, ContentType: ctype,
+	}, segs, nil
+}
+
+// gatewaySafeSegment is the gateway's rule for one decoded path segment.
+func gatewaySafeSegment(s string) bool {
+	if s == "" || s == "." || s == ".." || len(s) > 1024 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '/' || c == '\\' || c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// gatewayAcceptsShape reports whether the gateway can accept a slot for dir
+// and name under proto, judged from their shape alone ("" dir: a random one).
+func gatewayAcceptsShape(dir, name string, proto auth.Protocol) bool {
+	segs := []string{name}
+	if dir != "" {
+		segs = append(segs, strings.Split(dir, "/")...)
+	}
+	if proto == auth.ProtoJWT && len(segs) > 2 {
+		// The slot claim is the first segment, the filename claim the rest.
+		return false
+	}
+	for _, seg := range segs {
+		if !gatewaySafeSegment(seg) {
+			return false
+		}
+		if proto == auth.ProtoJWT && !utf8.ValidString(seg) {
+			// JSON claims would carry U+FFFD instead.
+			return false
+		}
+	}
+	return true
+}
+
+func TestSignSlotRefusesWhatTheGatewayRefuses(t *testing.T) {
+	long := strings.Repeat("a", 1025)
+	longUTF8 := strings.Repeat("é", 512) + "x" // 1025 bytes, 513 characters
+	tests := []struct {
+		name    string
+		segment string
+		jwtOnly bool   // refused for JWT slots only
+		reason  string // part of the error
+	}{
+		{"empty", "", false, "is empty"},
+		{"dot", ".", false, "dot segment"},
+		{"dot-dot", "..", false, "dot segment"},
+		{"slash", "a/b", false, "'/'"},
+		{"backslash", `a\b`, false, `'\'`},
+		{"NUL", "\x00", false, "control character 0x00"},
+		{"unit separator", "\x1f", false, "control character 0x1f"},
+		{"DEL", "\x7f", false, "control character 0x7f"},
+		{"newline inside", "a\nb.txt", false, "control character 0x0a (byte 1)"},
+		{"1025 bytes", long, false, "1025 bytes long, more than 1024"},
+		{"1025 bytes of UTF-8", longUTF8, false, "1025 bytes long"},
+		{"invalid UTF-8", "\xff.bin", true, "not valid UTF-8 (byte 0)"},
+		{"truncated UTF-8", "Gr\xc3", true, "not valid UTF-8 (byte 2)"},
+		{"UTF-16 surrogate", "a\xed\xa0\x80", true, "not valid UTF-8 (byte 1)"},
+	}
+	for _, tt := range tests {
+		for _, proto := range auth.Protocols {
+			t.Run(tt.name+"/"+string(proto), func(t *testing.T) {
+				req := auth.SignRequest{BaseURL: "https://h/upload/", Dir: "d", Name: tt.segment, Size: 1, Protocol: proto, Now: time.Unix(now0, 0)}
+				_, err := auth.SignSlot(testSecret, req)
+				if tt.jwtOnly && proto != auth.ProtoJWT {
+					if err != nil {
+						t.Fatalf("SignSlot(name %q): %v, want it signed (the gateway accepts it)", tt.segment, err)
+					}
+					return
+				}
+				if err == nil {
+					t.Fatalf("SignSlot(name %q) signed a slot the gateway refuses", tt.segment)
+				}
+				if msg := err.Error(); !strings.Contains(msg, "file name ") || !strings.Contains(msg, tt.reason) {
+					t.Errorf("error %q: want it to name the file name and say %q", msg, tt.reason)
+				}
+
+				// The same segment as the directory, or one segment of it.
+				if tt.segment == "" {
+					return // an empty Dir means a random one
+				}
+				if strings.Contains(tt.segment, "/") && proto != auth.ProtoJWT {
+					return // '/' separates the segments of a directory
+				}
+				dirs := []string{tt.segment}
+				if proto != auth.ProtoJWT {
+					dirs = append(dirs, "user/"+tt.segment, tt.segment+"/random")
+				}
+				for _, dir := range dirs {
+					req.Dir, req.Name = dir, "f.txt"
+					_, err := auth.SignSlot(testSecret, req)
+					if tt.jwtOnly && proto != auth.ProtoJWT {
+						if err != nil {
+							t.Errorf("SignSlot(directory %q): %v, want it signed", dir, err)
+						}
+						continue
+					}
+					if err == nil {
+						t.Errorf("SignSlot(directory %q) signed a slot the gateway refuses", dir)
+						continue
+					}
+					if msg := err.Error(); !strings.Contains(msg, "directory ") {
+						t.Errorf("error %q: want it to name the directory", msg)
+					} else if !strings.Contains(tt.segment, "/") && !strings.Contains(msg, tt.reason) {
+						t.Errorf("error %q: want it to say %q", msg, tt.reason)
+					}
+				}
+			})
+		}
+	}
+
+	// A long name is cut short in the error, not printed whole.
+	_, err := auth.SignSlot(testSecret, auth.SignRequest{BaseURL: "https://h/upload/", Name: strings.Repeat("é", 600), Size: 1, Protocol: auth.ProtoV2})
+	if err == nil || len(err.Error()) > 200 || !strings.Contains(err.Error(), "… (1200 bytes)") {
+		t.Errorf("error for a 1200-byte name: %v", err)
+	}
+}
+
+func TestSignSlotNamesRoundTrip(t *testing.T) {
+	now := time.Unix(now0, 0)
+	names := []string{
+		"Grüße 😀.txt", "holiday photo.jpg", "  leading and trailing spaces  ",
+		"100%.bin", "%ff", "%2F", "a#b", "why?.txt", "a+b=c&d", "...", ".hidden", "a..b",
+		"semi;colon,comma@at:colon'quote\"<>|*", "\u00a0nbsp\u2028line separator", "\ufeffbom",
+		strings.Repeat("n", 1024), strings.Repeat("é", 512), strings.Repeat("😀", 256),
+	}
+	dirs := []string{"", "4a8e1c2b-9f3d-4c1e-8a77-0d2f5e6b7c11", "dir with spaces %", "ünïcödé", strings.Repeat("d", 1024)}
+	multi := []string{"43feddb25776a343c69835c7e79dc2c7f59598a6/Xq3nZ7pL0aR5tY8uW2eK9mB4vC6xD1fG3hJ5kL7n", "a/b/c/d"}
+	// The URL-signed protocols sign bytes: a name or directory that is not
+	// UTF-8 works for them.
+	bytesOnly := []string{"\xff.bin", "Gr\xc3", "\x80\x81"}
+	v := newVerifier(t, now0+60, testSecret)
+	for _, proto := range auth.Protocols {
+		names, dirs := names, dirs
+		if proto != auth.ProtoJWT {
+			names = append(names[:len(names):len(names)], bytesOnly...)
+			dirs = append(append(dirs[:len(dirs):len(dirs)], multi...), bytesOnly...)
+		}
+		for _, dir := range dirs {
+			for _, name := range names {
+				s, err := auth.SignSlot(testSecret, auth.SignRequest{BaseURL: "https://upload.example.org/upload/", Dir: dir, Name: name, Size: 9, Type: strp("text/plain"), Protocol: proto, Now: now})
+				if err != nil {
+					t.Errorf("%s: SignSlot(%q, %q): %v", proto, dir, name, err)
+					continue
+				}
+				req, segs, err := gatewayRequest(s, "/upload/", 9, strp("text/plain"))
+				if err != nil {
+					t.Errorf("%s: the gateway refuses %s: %v", proto, s.PutURL, err)
+					continue
+				}
+				if req.Path != s.Path || segs[len(segs)-1] != name || (dir != "" && req.Path != dir+"/"+name) {
+					t.Errorf("%s: %s names %q, signed %q (directory %q, name %q)", proto, s.PutURL, req.Path, s.Path, dir, name)
+					continue
+				}
+				slot, err := v.Verify(req)
+				if err != nil {
+					t.Errorf("%s: Verify(%s): %v", proto, s.PutURL, err)
+					continue
+				}
+				if slot.Protocol != proto || slot.Path != s.Path {
+					t.Errorf("%s: slot %s %q, want %q", proto, slot.Protocol, slot.Path, s.Path)
+				}
+			}
+		}
+	}
+}
+
+// FuzzSignSlotRoundTrip: for any directory and file name, SignSlot either
+// refuses them, exactly when the gateway would refuse the slot's path, or
+// mints a slot that the gateway reads back as the same path and that verifies.
+func FuzzSignSlotRoundTrip(f *testing.F) {
+	f.Add("", "hello.txt", uint8(0))
+	f.Add("4a8e1c2b-9f3d-4c1e-8a77-0d2f5e6b7c11", "Grüße 😀.txt", uint8(4))
+	f.Add("user/random", "a?b#c%d&e=f+g.png", uint8(3))
+	f.Add("d", "\xff.bin", uint8(4))
+	f.Add("d", `a\b`, uint8(1))
+	f.Add("a/../b", "x", uint8(2))
+	now := time.Unix(now0, 0)
+	v := newVerifier(f, now0+60, testSecret)
+	f.Fuzz(func(t *testing.T, dir, name string, proto uint8) {
+		p := auth.Protocols[int(proto)%len(auth.Protocols)]
+		s, err := auth.SignSlot(testSecret, auth.SignRequest{BaseURL: "https://upload.example/upload/", Dir: dir, Name: name, Size: 5, Protocol: p, Now: now})
+		accepts := gatewayAcceptsShape(dir, name, p)
+		if err != nil {
+			if accepts {
+				t.Fatalf("%s: SignSlot(%q, %q) refused a slot the gateway accepts: %v", p, dir, name, err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "file name ") && !strings.Contains(msg, "directory ") {
+				t.Fatalf("error %q names neither the file name nor the directory", msg)
+			}
+			return
+		}
+		if !accepts {
+			t.Fatalf("%s: SignSlot(%q, %q) signed a slot the gateway refuses: %s", p, dir, name, s.PutURL)
+		}
+		req, segs, err := gatewayRequest(s, "/upload/", 5, nil)
+		if err != nil {
+			t.Fatalf("%s: the gateway refuses %s: %v", p, s.PutURL, err)
+		}
+		if req.Path != s.Path || segs[len(segs)-1] != name || (dir != "" && req.Path != dir+"/"+name) {
+			t.Fatalf("%s: %s names %q, signed %q (directory %q, name %q)", p, s.PutURL, req.Path, s.Path, dir, name)
+		}
+		slot, err := v.Verify(req)
+		if err != nil {
+			t.Fatalf("%s: Verify(%s): %v", p, s.PutURL, err)
+		}
+		if slot.Protocol != p || slot.Path != s.Path {
+			t.Fatalf("%s: slot %s %q, want %q", p, slot.Protocol, slot.Path, s.Path)
+		}
+	})
 }
