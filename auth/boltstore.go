@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -35,12 +37,29 @@ const (
 )
 
 // BoltStore is a Store in a bbolt database file: the embedded, single-node
-// default. Every write is one read-write transaction, committed and synced
-// before the call returns. The file is locked while open, so a second gateway
+// default. Every write is committed and synced before the call returns.
+// Writes that arrive while a commit is under way are committed together in
+// the next transaction (group commit): bbolt runs one write transaction at a
+// time and each ends with an fdatasync, so committing them one by one made
+// concurrent creations queue behind each other's syncs. A write waits for no
+// timer: alone, it is committed at once. Decoded sessions are cached for Get;
+// the cache is exact because this process is the database's only writer. The file is locked while open, so a second gateway
 // on the same data directory fails to start instead of sharing it. A BoltStore
 // is safe for concurrent use.
 type BoltStore struct {
 	db *bolt.DB
+
+	// writes carries write transactions to the committer (commitLoop); it is
+	// unbuffered, so that the writers waiting at a commit are exactly those
+	// the next commit takes.
+	writes chan *boltWrite
+	closed chan struct{}
+	wg     sync.WaitGroup
+	close  sync.Once
+
+	cache sessionCache
+	// commits counts write transactions (for tests of the grouping).
+	commits atomic.Uint64
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -77,7 +96,15 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open session database %s: %w", path, err)
 	}
-	return &BoltStore{db: db}, nil
+	b := &BoltStore{
+		db:     db,
+		writes: make(chan *boltWrite),
+		closed: make(chan struct{}),
+		cache:  sessionCache{m: make(map[string]Session)},
+	}
+	b.wg.Add(1)
+	go b.commitLoop()
+	return b, nil
 }
 
 // boltBuckets are the buckets of one transaction.
@@ -101,20 +128,11 @@ func openBuckets(tx *bolt.Tx) (boltBuckets, error) {
 // view runs fn in a read-only transaction. Errors of fn are returned as they
 // are; failures of the database itself are wrapped with ErrStoreUnavailable.
 func (b *BoltStore) view(ctx context.Context, op string, fn func(boltBuckets) error) error {
-	return b.run(ctx, op, false, fn)
-}
-
-// update runs fn in a read-write transaction, like view.
-func (b *BoltStore) update(ctx context.Context, op string, fn func(boltBuckets) error) error {
-	return b.run(ctx, op, true, fn)
-}
-
-func (b *BoltStore) run(ctx context.Context, op string, writable bool, fn func(boltBuckets) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	var fnErr error
-	txFn := func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx *bolt.Tx) error {
 		bk, err := openBuckets(tx)
 		if err != nil {
 			fnErr = err
@@ -122,13 +140,34 @@ func (b *BoltStore) run(ctx context.Context, op string, writable bool, fn func(b
 		}
 		fnErr = fn(bk)
 		return fnErr
+	})
+	return txResult(op, err, fnErr)
+}
+
+// update runs fn in a read-write transaction, possibly together with other
+// writers' fns (see commitLoop), and returns like view. fn may run more than
+// once (if another fn of its group fails, the group is rolled back and run
+// again without it), so it must set all of its results on every run. id is
+// the upload whose session record fn may change (its cache entry is dropped).
+func (b *BoltStore) update(ctx context.Context, op, id string, fn func(boltBuckets) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	var err error
-	if writable {
-		err = b.db.Update(txFn)
-	} else {
-		err = b.db.View(txFn)
+	w := &boltWrite{fn: fn, id: id, done: make(chan error, 1)}
+	select {
+	case b.writes <- w:
+	case <-b.closed:
+		return fmt.Errorf("%s: %w: %w", op, ErrStoreUnavailable, bolterrors.ErrDatabaseNotOpen)
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", op, ctx.Err())
 	}
+	// Once taken by the committer, the write is done whatever ctx says.
+	return txResult(op, <-w.done, w.fnErr)
+}
+
+// txResult is the error of a transaction that ended with err, in which the
+// caller's function returned fnErr.
+func txResult(op string, err, fnErr error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -139,12 +178,92 @@ func (b *BoltStore) run(ctx context.Context, op string, writable bool, fn func(b
 	}
 }
 
+// boltWrite is one caller's write, on its way through the committer.
+type boltWrite struct {
+	fn    func(boltBuckets) error
+	id    string
+	fnErr error      // what fn returned in its last run
+	done  chan error // the transaction's outcome, once
+}
+
+// maxGroup bounds how many writes share one transaction.
+const maxGroup = 256
+
+// commitLoop commits the writes sent to b.writes until the store is closed:
+// the first that arrives with every other writer already waiting.
+func (b *BoltStore) commitLoop() {
+	defer b.wg.Done()
+	for {
+		var first *boltWrite
+		select {
+		case first = <-b.writes:
+		case <-b.closed:
+			return
+		}
+		group := []*boltWrite{first}
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case w := <-b.writes:
+				group = append(group, w)
+			default:
+				break gather
+			}
+		}
+		b.commit(group)
+	}
+}
+
+// errGroupMember rolls back a group in which one write's fn failed.
+var errGroupMember = errors.New("a write of the group failed")
+
+// commit runs the group's fns in one transaction and tells each writer the
+// outcome. A fn that fails is run alone (its failure is its own: nothing of
+// it is committed) and the rest of the group again without it.
+func (b *BoltStore) commit(group []*boltWrite) {
+	for len(group) > 0 {
+		failed := -1
+		b.commits.Add(1)
+		err := b.db.Update(func(tx *bolt.Tx) error {
+			bk, err := openBuckets(tx)
+			if err != nil {
+				for _, w := range group {
+					w.fnErr = err
+				}
+				return err
+			}
+			for i, w := range group {
+				if w.fnErr = w.fn(bk); w.fnErr != nil {
+					failed = i
+					if len(group) == 1 {
+						return w.fnErr
+					}
+					return errGroupMember
+				}
+			}
+			return nil
+		})
+		if failed < 0 || len(group) == 1 {
+			if err == nil {
+				b.cache.invalidate(group)
+			}
+			for _, w := range group {
+				w.done <- err
+			}
+			return
+		}
+		b.commit(group[failed : failed+1])
+		group = append(group[:failed:failed], group[failed+1:]...)
+	}
+}
+
 // Create implements Store.
 func (b *BoltStore) Create(ctx context.Context, s Session) (stored Session, created bool, err error) {
 	if err := checkNewSession(s); err != nil {
 		return Session{}, false, err
 	}
-	err = b.update(ctx, "create session", func(bk boltBuckets) error {
+	err = b.update(ctx, "create session", s.UploadID, func(bk boltBuckets) error {
+		created = false
 		if v := bk.sessions.Get([]byte(s.UploadID)); v != nil {
 			stored, err = decodeSession(v)
 			return err
@@ -166,8 +285,15 @@ func (b *BoltStore) Create(ctx context.Context, s Session) (stored Session, crea
 
 // Get implements Store.
 func (b *BoltStore) Get(ctx context.Context, uploadID string) (s Session, err error) {
-	err = b.view(ctx, "get session", func(bk boltBuckets) error {
-		v := bk.sessions.Get([]byte(uploadID))
+	if err := ctx.Err(); err != nil {
+		return Session{}, fmt.Errorf("get session: %w", err)
+	}
+	s, ok, gen := b.cache.get(uploadID)
+	if ok {
+		return s, nil
+	}
+	err = b.viewBucket("get session", bucketSessions, func(bk *bolt.Bucket) error {
+		v := bk.Get([]byte(uploadID))
 		if v == nil {
 			return ErrSessionNotFound
 		}
@@ -177,13 +303,33 @@ func (b *BoltStore) Get(ctx context.Context, uploadID string) (s Session, err er
 	if err != nil {
 		return Session{}, err
 	}
+	b.cache.put(s, gen)
 	return s, nil
+}
+
+// viewBucket runs fn on one bucket in a read-only transaction (opening only
+// the bucket needed is a measurable part of a HEAD).
+func (b *BoltStore) viewBucket(op, name string, fn func(*bolt.Bucket) error) error {
+	var fnErr error
+	err := b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(name))
+		if bk == nil {
+			fnErr = fmt.Errorf("session database lacks its %s bucket", name)
+		} else {
+			fnErr = fn(bk)
+		}
+		return fnErr
+	})
+	return txResult(op, err, fnErr)
 }
 
 // LookupSlot implements Store.
 func (b *BoltStore) LookupSlot(ctx context.Context, slotKey string) (uploadID string, err error) {
-	err = b.view(ctx, "look up slot", func(bk boltBuckets) error {
-		v := bk.slots.Get([]byte(slotKey))
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("look up slot: %w", err)
+	}
+	err = b.viewBucket("look up slot", bucketSlots, func(bk *bolt.Bucket) error {
+		v := bk.Get([]byte(slotKey))
 		if v == nil {
 			return ErrSessionNotFound
 		}
@@ -198,7 +344,7 @@ func (b *BoltStore) LookupSlot(ctx context.Context, slotKey string) (uploadID st
 
 // Update implements Store.
 func (b *BoltStore) Update(ctx context.Context, uploadID string, fn func(*Session) error) (s Session, err error) {
-	err = b.update(ctx, "update session", func(bk boltBuckets) error {
+	err = b.update(ctx, "update session", uploadID, func(bk boltBuckets) error {
 		s, err = modifySession(bk, uploadID, fn)
 		return err
 	})
@@ -213,7 +359,7 @@ func (b *BoltStore) Rebind(ctx context.Context, uploadID, slotKey string, fn fun
 	if slotKey == "" {
 		return Session{}, errors.New("rebind session: empty slot key")
 	}
-	err = b.update(ctx, "rebind session", func(bk boltBuckets) error {
+	err = b.update(ctx, "rebind session", uploadID, func(bk boltBuckets) error {
 		if s, err = modifySession(bk, uploadID, fn); err != nil {
 			return err
 		}
@@ -227,7 +373,7 @@ func (b *BoltStore) Rebind(ctx context.Context, uploadID, slotKey string, fn fun
 
 // Delete implements Store.
 func (b *BoltStore) Delete(ctx context.Context, uploadID string) error {
-	return b.update(ctx, "delete session", func(bk boltBuckets) error {
+	return b.update(ctx, "delete session", uploadID, func(bk boltBuckets) error {
 		id := []byte(uploadID)
 		if v := bk.sessions.Get(id); v != nil {
 			old, err := decodeSession(v)
@@ -308,6 +454,8 @@ func (b *BoltStore) Ping(ctx context.Context) error {
 
 // Close implements Store: it closes the database and releases its lock.
 func (b *BoltStore) Close() error {
+	b.close.Do(func() { close(b.closed) })
+	b.wg.Wait() // the commit under way ends first
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("close session database: %w", err)
 	}
@@ -420,4 +568,49 @@ func sweepKey(at time.Time, uploadID string) []byte {
 
 func decodeSweepNanos(k []byte) int64 {
 	return int64(binary.BigEndian.Uint64(k[:8]) ^ (1 << 63))
+}
+
+// sessionCacheSize bounds the decoded sessions kept for Get (a few hundred
+// bytes each); beyond it, an arbitrary entry makes room.
+const sessionCacheSize = 8192
+
+// sessionCache holds decoded sessions. A write drops its upload's entry
+// after its commit, and bumps gen, so that a Get that read the database
+// before the commit does not put the old record back.
+type sessionCache struct {
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]Session
+}
+
+func (c *sessionCache) get(id string) (Session, bool, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.m[id]
+	return s, ok, c.gen
+}
+
+// put caches s if no write was committed since gen.
+func (c *sessionCache) put(s Session, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
+	if len(c.m) >= sessionCacheSize {
+		for k := range c.m {
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[s.UploadID] = s
+}
+
+func (c *sessionCache) invalidate(group []*boltWrite) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for _, w := range group {
+		delete(c.m, w.id)
+	}
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -75,4 +76,12 @@ func (b *BoltStore) CheckIndexes() error {
 		}
 		return errors.Join(errs...)
 	})
+}
+
+// Commits is the number of write transactions run so far.
+func (b *BoltStore) Commits() uint64 { return b.commits.Load() }
+
+// UpdateRaw runs fn as a write of the store, grouped with others like theirs.
+func (b *BoltStore) UpdateRaw(ctx context.Context, fn func(sessions *bolt.Bucket) error) error {
+	return b.update(ctx, "raw write", "", func(bk boltBuckets) error { return fn(bk.sessions) })
 }

@@ -6,8 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
@@ -162,5 +166,134 @@ func TestBoltStoreBadPath(t *testing.T) {
 	}
 	if errors.Is(err, auth.ErrStoreInUse) {
 		t.Errorf("a missing directory reported as in use: %v", err)
+	}
+}
+
+// Writes that wait while a commit is under way share the next transaction;
+// a write that fails in such a group leaves nothing behind and costs the
+// others nothing.
+func TestBoltStoreGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	st := openBolt(t, filepath.Join(t.TempDir(), "sessions.db"))
+	defer st.Close()
+
+	// Hold the committer in a write until the others are waiting.
+	release := make(chan struct{})
+	holding := make(chan struct{})
+	go st.UpdateRaw(ctx, func(*bolt.Bucket) error {
+		close(holding)
+		<-release
+		return nil
+	})
+	<-holding
+	before := st.Commits()
+
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, created, err := st.Create(ctx, sessiontest.Sample(i+10))
+			if err == nil && !created {
+				err = errors.New("not created")
+			}
+			errs[i] = err
+		}()
+	}
+	boom := errors.New("boom")
+	var rawErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rawErr = st.UpdateRaw(ctx, func(b *bolt.Bucket) error {
+			if err := b.Put([]byte("half-done"), []byte("{}")); err != nil {
+				return err
+			}
+			return boom
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // let them all queue
+	close(release)
+	wg.Wait()
+
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Create %d: %v", i, err)
+		}
+	}
+	if !errors.Is(rawErr, boom) {
+		t.Errorf("failing write returned %v, want its own error", rawErr)
+	}
+	if _, err := st.Get(ctx, "half-done"); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("the failed write's record is there: %v", err)
+	}
+	for i := range n {
+		if _, err := st.Get(ctx, sessiontest.Sample(i+10).UploadID); err != nil {
+			t.Errorf("Get %d: %v", i, err)
+		}
+	}
+	if err := st.CheckIndexes(); err != nil {
+		t.Errorf("indexes: %v", err)
+	}
+	// One group (rolled back), the failing write alone, the group again.
+	if got := st.Commits() - before; got > 3 {
+		t.Errorf("%d writes took %d transactions, want them grouped (at most 3)", n+1, got)
+	}
+}
+
+// The decoded-session cache never answers with a record older than the last
+// write that returned.
+func TestBoltStoreCacheFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	st := openBolt(t, filepath.Join(t.TempDir(), "sessions.db"))
+	defer st.Close()
+	s := sessiontest.Sample(1)
+	if _, _, err := st.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64 // the highest Addrs whose Update returned
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				floor := written.Load()
+				got, err := st.Get(ctx, s.UploadID)
+				if err != nil {
+					t.Errorf("Get: %v", err)
+					return
+				}
+				if int64(got.Addrs) < floor {
+					t.Errorf("Get returned Addrs %d after an Update to %d had returned", got.Addrs, floor)
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 300; i++ {
+		if _, err := st.Update(ctx, s.UploadID, func(s *auth.Session) error {
+			s.Addrs = i
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		written.Store(int64(i))
+	}
+	close(stop)
+	wg.Wait()
+	if err := st.Delete(ctx, s.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, s.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Fatalf("Get after Delete: %v, want ErrSessionNotFound", err)
 	}
 }
