@@ -78,6 +78,77 @@ const (
 	resultMismatch  = "mismatch"
 )
 
+// protoUnknown is the protocol label of a slot check that found no signature
+// to choose a protocol by.
+const protoUnknown = "unknown"
+
+// The label values of the labelled counters that exist from the start. Every
+// value counted must be in its set: a counter starts at 0 for each
+// combination of its sets (see zeroed), so that rate() and increase() see the
+// first event. TestMetricLabelValuesDeclared checks the code that counts.
+var (
+	// allDoors label uploadgate_bytes_received_total.
+	allDoors = []string{doorPut, doorTus, doorDownload, doorOps, doorOther}
+	// uploadDoors label uploadgate_uploads_completed_total and
+	// uploadgate_session_accepts_total.
+	uploadDoors = []string{doorPut, doorTus}
+	// resumeKinds label uploadgate_resumes_total.
+	resumeKinds = []string{resumeTus, resumePutRange, resumePutRetry, resumeRebind}
+	// failReasons label uploadgate_uploads_failed_total.
+	failReasons = []string{failInterrupted, failTimeout, failShutdown, failTooLarge, failStorage, failLocked, failConflict, failDenied, failInvalid, failInternal}
+	// slotProtocols and slotResults label uploadgate_slot_checks_total.
+	slotProtocols = protocolLabels()
+	slotResults   = []string{resultOK, resultExpired, resultInvalid, resultMissing, resultMalformed, resultMismatch}
+)
+
+// protocolLabels are auth.Protocols and protoUnknown.
+func protocolLabels() []string {
+	l := make([]string, 0, len(auth.Protocols)+1)
+	for _, p := range auth.Protocols {
+		l = append(l, string(p))
+	}
+	return append(l, protoUnknown)
+}
+
+// zeroedCounter is a labelled counter and the values of each of its labels,
+// in the order of its labels.
+type zeroedCounter struct {
+	vec    *prometheus.CounterVec
+	values [][]string
+}
+
+// zeroed lists the labelled counters that start at 0 for every combination
+// of their label values. uploadgate_http_requests_total is not among them:
+// its doors × methods × status classes make 160 combinations, most of which
+// never occur, so its series appear with their first request.
+func (m *metrics) zeroed() []zeroedCounter {
+	return []zeroedCounter{
+		{m.slotChecks, [][]string{slotProtocols, slotResults}},
+		{m.sessionAccepts, [][]string{uploadDoors}},
+		{m.bytesReceived, [][]string{allDoors}},
+		{m.completed, [][]string{uploadDoors}},
+		{m.failed, [][]string{failReasons}},
+		{m.resumes, [][]string{resumeKinds}},
+	}
+}
+
+// combinations calls fn with every combination of one value from each set.
+func combinations(sets [][]string, fn func(values []string)) {
+	values := make([]string, len(sets))
+	var walk func(i int)
+	walk = func(i int) {
+		if i == len(sets) {
+			fn(values)
+			return
+		}
+		for _, v := range sets[i] {
+			values[i] = v
+			walk(i + 1)
+		}
+	}
+	walk(0)
+}
+
 // durationBuckets suit both a HEAD (milliseconds) and a long upload (hours).
 var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400}
 
@@ -160,17 +231,8 @@ func newMetrics(reg prometheus.Registerer, tusd handler.Metrics, version string)
 			return nil, err
 		}
 	}
-	// Failure reasons and resume kinds exist from the start, so that rate()
-	// sees their first increment.
-	for _, r := range []string{failInterrupted, failTimeout, failShutdown, failTooLarge, failStorage, failLocked, failConflict, failDenied, failInvalid, failInternal} {
-		m.failed.WithLabelValues(r)
-	}
-	for _, d := range []string{resumeTus, resumePutRange, resumePutRetry, resumeRebind} {
-		m.resumes.WithLabelValues(d)
-	}
-	for _, d := range []string{doorPut, doorTus} {
-		m.completed.WithLabelValues(d)
-		m.bytesReceived.WithLabelValues(d)
+	for _, z := range m.zeroed() {
+		combinations(z.values, func(values []string) { z.vec.WithLabelValues(values...) })
 	}
 	return m, nil
 }

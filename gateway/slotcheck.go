@@ -38,7 +38,7 @@ func (g *Gateway) slotSessionLive(r *http.Request, sp slotPath) bool {
 func (g *Gateway) countSlotCheck(slot auth.Slot, err error) {
 	proto := string(slot.Protocol)
 	if proto == "" {
-		proto = "unknown"
+		proto = protoUnknown
 	}
 	result := resultOK
 	switch {
