@@ -27,7 +27,7 @@ const maxKeyFileSize = 64 << 10
 // reports whether this call wrote the file. An existing file must be private
 // to its owner and non-empty; surrounding whitespace is trimmed.
 func LoadOrCreateKeyFile(path string) (key string, created bool, err error) {
-	key, err = readKeyFile(path)
+	key, err = readKeyFile(path, privateKey)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, false, err
 	}
@@ -54,7 +54,7 @@ func LoadOrCreateKeyFile(path string) (key string, created bool, err error) {
 	switch err := os.Link(tmp, path); {
 	case err == nil:
 	case errors.Is(err, fs.ErrExist):
-		key, err = readKeyFile(path)
+		key, err = readKeyFile(path, privateKey)
 		return key, false, err
 	default:
 		if err := os.Rename(tmp, path); err != nil {
@@ -65,6 +65,17 @@ func LoadOrCreateKeyFile(path string) (key string, created bool, err error) {
 		return "", false, fmt.Errorf("write key file %s: %w", path, err)
 	}
 	return key, true, nil
+}
+
+// ReadKeyFile returns the key stored at path, a file provisioned from outside
+// (a mounted Kubernetes or Docker secret); it never creates one. Surrounding
+// whitespace is trimmed and an empty file is an error. Like ReadSecretFile, and
+// unlike LoadOrCreateKeyFile, it accepts a file that group and others can read,
+// as secret volumes are (0644, or 0440 with fsGroup): keeping such a file
+// private is the job of its mount. It refuses a file that group or others can
+// write, because whoever can write the key chooses it.
+func ReadKeyFile(path string) (string, error) {
+	return readKeyFile(path, ownerWritable)
 }
 
 // ReadSecretFile reads slot secrets, one per line; blank lines and lines
@@ -94,8 +105,32 @@ func ReadSecretFile(path string) ([]string, error) {
 	return secrets, nil
 }
 
-// readKeyFile reads an existing key file, refusing one that group or others may access.
-func readKeyFile(path string) (string, error) {
+// keyFileRule is which permission bits of a key file readKeyFile refuses.
+type keyFileRule int
+
+const (
+	// privateKey: group and others may neither read nor write the file.
+	privateKey keyFileRule = iota
+	// ownerWritable: group and others may read the file but not write it.
+	ownerWritable
+)
+
+// check returns an error if perm breaks the rule.
+func (r keyFileRule) check(path string, perm fs.FileMode) error {
+	if runtime.GOOS == "windows" {
+		return nil // no Unix permission bits there
+	}
+	switch {
+	case r == privateKey && perm&0o077 != 0:
+		return fmt.Errorf("read key file %s: mode %04o lets group or others access the key; it must be readable by its owner only (chmod 600 %s)", path, perm, path)
+	case r == ownerWritable && perm&0o022 != 0:
+		return fmt.Errorf("read key file %s: mode %04o lets group or others change the key; it must be writable by its owner only (chmod go-w %s)", path, perm, path)
+	}
+	return nil
+}
+
+// readKeyFile reads an existing key file whose mode follows rule.
+func readKeyFile(path string, rule keyFileRule) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("read key file: %w", err)
@@ -108,8 +143,8 @@ func readKeyFile(path string) (string, error) {
 	if !info.Mode().IsRegular() {
 		return "", fmt.Errorf("read key file %s: not a regular file", path)
 	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return "", fmt.Errorf("read key file %s: mode %04o lets group or others access the key; it must be readable by its owner only (chmod 600 %s)", path, perm, path)
+	if err := rule.check(path, info.Mode().Perm()); err != nil {
+		return "", err
 	}
 	data, err := readSmall(f)
 	if err != nil {

@@ -2,6 +2,8 @@ package auth_test
 
 import (
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -139,4 +141,80 @@ func TestReadSecretFile(t *testing.T) {
 	if _, err := auth.ReadSecretFile(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("missing file: want an error")
 	}
+}
+
+func TestReadKeyFile(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		mode    os.FileMode
+		want    string
+		wantErr string
+	}{
+		{name: "private", content: "k1\n", mode: 0o600, want: "k1"},
+		{name: "group-readable (secret volume with fsGroup)", content: "k2\n", mode: 0o440, want: "k2"},
+		{name: "world-readable (secret volume default)", content: "  k3 \n", mode: 0o644, want: "k3"},
+		{name: "group-writable", content: "refused-key-0123", mode: 0o660, wantErr: "group or others change"},
+		{name: "world-writable", content: "refused-key-0123", mode: 0o646, wantErr: "group or others change"},
+		{name: "empty", content: "", mode: 0o644, wantErr: "empty"},
+		{name: "only whitespace", content: "\n \n", mode: 0o600, wantErr: "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "id.key")
+			if err := os.WriteFile(path, []byte(tt.content), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tt.mode); err != nil { // not subject to the umask
+				t.Fatal(err)
+			}
+			key, err := auth.ReadKeyFile(path)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ReadKeyFile = %q, %v; want an error saying %q", key, err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), tt.content) && strings.TrimSpace(tt.content) != "" {
+					t.Errorf("error %q repeats the key", err)
+				}
+				return
+			}
+			if err != nil || key != tt.want {
+				t.Fatalf("ReadKeyFile = %q, %v; want %q", key, err, tt.want)
+			}
+		})
+	}
+
+	t.Run("missing file is not created", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "id.key")
+		if _, err := auth.ReadKeyFile(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("ReadKeyFile of a missing file: %v; want an error wrapping fs.ErrNotExist", err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadKeyFile created %s: %v", path, err)
+		}
+	})
+
+	t.Run("directory in the way", func(t *testing.T) {
+		if _, err := auth.ReadKeyFile(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("ReadKeyFile of a directory: %v; want not a regular file", err)
+		}
+	})
+
+	t.Run("symbolic link, as in a secret volume", func(t *testing.T) {
+		dir := t.TempDir()
+		target := filepath.Join(dir, "..data", "id.key")
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(target, []byte("linked\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(dir, "id.key")
+		if err := os.Symlink(filepath.Join("..data", "id.key"), link); err != nil {
+			t.Fatal(err)
+		}
+		if key, err := auth.ReadKeyFile(link); err != nil || key != "linked" {
+			t.Fatalf("ReadKeyFile through a link = %q, %v", key, err)
+		}
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,9 +158,9 @@ func TestComposeFile(t *testing.T) {
 			t.Errorf("gateways: --%s %q does not point at the service %s", flag, f1[flag], svc)
 		}
 	}
-	// The same keys: --secret-file on a volume that both mount, id.key in
-	// each data volume from the init service.
-	secretFile := f1["secret-file"]
+	// The same keys: --secret-file and --id-key-file on a volume that both
+	// mount, which the init service fills.
+	secretFile, idKeyFile := f1["secret-file"], f1["id-key-file"]
 	shared := ""
 	for _, m1 := range mounts(t, g1) {
 		for _, m2 := range mounts(t, g2) {
@@ -170,6 +171,9 @@ func TestComposeFile(t *testing.T) {
 	}
 	if secretFile == "" || shared == "" {
 		t.Errorf("gateways: --secret-file %q is not on a volume that both mount", secretFile)
+	}
+	if target := mountTarget(t, g1, shared); idKeyFile == "" || !strings.HasPrefix(idKeyFile, target+"/") {
+		t.Errorf("gateways: --id-key-file %q is not on the keys volume %s (at %s) with --secret-file", idKeyFile, shared, target)
 	}
 	data := map[string]string{}
 	for name, g := range map[string]composeService{"uploadgate-1": g1, "uploadgate-2": g2} {
@@ -187,17 +191,12 @@ func TestComposeFile(t *testing.T) {
 	for _, m := range mounts(t, initSvc) {
 		initMounts[m.source] = m.target
 	}
-	for _, vol := range data {
-		if !contains(initSvc.Command, initMounts[vol]) {
-			t.Errorf("init: the data volume %s (at %q) is not among the directories it gives id.key: %v", vol, initMounts[vol], initSvc.Command)
-		}
-	}
-	// init.sh writes $KEYS_DIR/slot-secret: KEYS_DIR is where init mounts
-	// the volume that holds the gateways' --secret-file.
+	// init.sh writes $KEYS_DIR/slot-secret and $KEYS_DIR/id.key: KEYS_DIR is
+	// where init mounts the volume that holds the gateways' key files.
 	if initSvc.Environment["KEYS_DIR"] == "" || initSvc.Environment["KEYS_DIR"] != initMounts[shared] ||
-		secretFile != mountTarget(t, g1, shared)+"/slot-secret" {
-		t.Errorf("init: KEYS_DIR %q, keys volume %s at %q in init; the gateways' --secret-file %s is not the slot-secret it writes",
-			initSvc.Environment["KEYS_DIR"], shared, initMounts[shared], secretFile)
+		secretFile != mountTarget(t, g1, shared)+"/slot-secret" || idKeyFile != mountTarget(t, g1, shared)+"/id.key" {
+		t.Errorf("init: KEYS_DIR %q, keys volume %s at %q in init; the gateways' --secret-file %s and --id-key-file %s are not the slot-secret and id.key it writes",
+			initSvc.Environment["KEYS_DIR"], shared, initMounts[shared], secretFile, idKeyFile)
 	}
 	if initSvc.Environment["OWNER"] != img.User {
 		t.Errorf("init: OWNER %q, want the image's user %q", initSvc.Environment["OWNER"], img.User)
@@ -346,17 +345,28 @@ func TestComposeInitScript(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).Match(secret) || bytes.Equal(secret, idKey) {
 		t.Fatalf("keys/slot-secret: %q; want 64 hex digits of its own", secret)
 	}
-	for _, d := range []string{"data-1", "data-2"} {
-		fi, err := os.Stat(filepath.Join(vol, d, "id.key"))
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Fatalf("%s/id.key: %v, %v; want mode 0600", d, fi, err)
+	// id.key is the gateways' (OWNER, the current user here), readable by
+	// them only; the slot secret is readable by Prosody too.
+	checkMode := func(name string, want os.FileMode) {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(keys, name))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Fatalf("keys/%s: %v, %v; want mode %04o", name, fi, err, want)
 		}
-		if b, _ := os.ReadFile(filepath.Join(vol, d, "id.key")); !bytes.Equal(b, idKey) {
-			t.Errorf("%s/id.key differs from keys/id.key", d)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+			t.Errorf("keys/%s belongs to uid %d, want OWNER's %d", name, st.Uid, os.Getuid())
 		}
 	}
+	checkMode("id.key", 0o400)
+	checkMode("slot-secret", 0o444)
 	if fi, err := os.Stat(filepath.Join(vol, "s3-data", "uploads")); err != nil || !fi.IsDir() {
 		t.Errorf("the bucket directory was not created: %v", err)
+	}
+	// The gateways read the key file as it is.
+	g := startGateway(t, binary, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(vol, "data"),
+		"--secret-file", filepath.Join(keys, "slot-secret"), "--id-key-file", filepath.Join(keys, "id.key")}, nil)
+	if err := g.stop(t); err != nil {
+		t.Errorf("uploadgate with the keys of init.sh: exit %v after SIGTERM, want 0", err)
 	}
 	// Again: nothing changes.
 	if out, err := runInit(t, p, vol); err != nil {
@@ -368,17 +378,7 @@ func TestComposeInitScript(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(keys, "slot-secret")); !bytes.Equal(b, secret) {
 		t.Errorf("the second run changed keys/slot-secret")
 	}
-	// A data directory whose uploads were named with another key stops it.
-	other := filepath.Join(vol, "data-2", "id.key")
-	if err := os.WriteFile(other, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := runInit(t, p, vol); err == nil || !strings.Contains(out, "differs") {
-		t.Errorf("init.sh with a different id.key in data-2: %v\n%s; want a failure naming it", err, out)
-	}
-	if b, _ := os.ReadFile(other); string(b) != strings.Repeat("ab", 32)+"\n" {
-		t.Errorf("init.sh replaced a different id.key")
-	}
+	checkMode("id.key", 0o400)
 }
 
 // TestComposeStack runs the compose stack's Redis, S3 server and both
@@ -488,10 +488,11 @@ func TestComposeStack(t *testing.T) {
 			t.Errorf("uploadgate-%d exited with %v after SIGTERM, want 0", i+1, err)
 		}
 	}
-	keys, _ := os.ReadFile(filepath.Join(vol, "keys", "id.key"))
+	// Both used the key of the keys volume (the upload resumed across them)
+	// and wrote none into their data volumes.
 	for _, d := range []string{"data-1", "data-2"} {
-		if b, _ := os.ReadFile(filepath.Join(vol, d, "id.key")); !bytes.Equal(bytes.TrimSpace(b), keys) {
-			t.Errorf("%s/id.key changed while the gateway ran", d)
+		if _, err := os.Stat(filepath.Join(vol, d, "id.key")); !os.IsNotExist(err) {
+			t.Errorf("%s/id.key exists (%v): the gateways must use the keys volume's id.key", d, err)
 		}
 	}
 }

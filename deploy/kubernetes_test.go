@@ -3,12 +3,12 @@ package deploy_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -402,8 +402,8 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("ServiceMonitor: want /metrics on the Service port metrics, got %+v", mon.Spec.Endpoints)
 	}
 
-	// Volumes: the data directory, the slot secrets file, and id.key copied
-	// by the init container from the Secret into the data directory.
+	// Volumes: the data directory, and the slot secrets and the upload ID
+	// key read from the Secret's volume.
 	dataDir := s.config["UPLOADGATE_DATA_DIR"]
 	vols := map[string]int{}
 	for i, v := range pod.Volumes {
@@ -413,31 +413,80 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("UPLOADGATE_DATA_DIR %s is not an emptyDir mounted in the gateway", dataDir)
 	}
 	secretFile := s.config["UPLOADGATE_SECRET_FILE"]
-	v, ok := vols[s.volumeOf[filepath.Dir(secretFile)]]
-	if !ok || pod.Volumes[v].Secret == nil {
-		t.Fatalf("UPLOADGATE_SECRET_FILE %s is not on a Secret volume of the gateway", secretFile)
+	if _, name, key := s.secretFile(t, secretFile); key == "" {
+		t.Errorf("UPLOADGATE_SECRET_FILE %s: the Secret %s has no key for it", secretFile, name)
 	}
-	keySecret := pod.Volumes[v].Secret.SecretName
-	item := ""
-	for _, it := range pod.Volumes[v].Secret.Items {
-		if it.Path == filepath.Base(secretFile) {
-			item = it.Key
-		}
-	}
-	if _, ok := s.secrets[keySecret][item]; item == "" || !ok {
-		t.Errorf("UPLOADGATE_SECRET_FILE %s: the Secret %s has no key for it", secretFile, keySecret)
-	}
-	if _, ok := s.secrets[keySecret]["id.key"]; !ok {
-		t.Errorf("the Secret %s with the slot secrets has no id.key", keySecret)
-	}
-	if len(pod.InitContainers) != 1 {
-		t.Fatalf("want one init container (id.key), got %d", len(pod.InitContainers))
+	idKeyFile := s.config["UPLOADGATE_ID_KEY_FILE"]
+	if _, name, key := s.secretFile(t, idKeyFile); key != "id.key" {
+		t.Errorf("UPLOADGATE_ID_KEY_FILE %s is the key %q of the Secret %s, want its id.key", idKeyFile, key, name)
 	}
 	for _, m := range gw.VolumeMounts {
-		if m.SubPath != "" && strings.HasPrefix(m.MountPath, dataDir+"/") {
-			t.Errorf("the gateway mounts %s with subPath into the data directory: a Secret's file is root's and group-readable, and uploadgate refuses such a key", m.MountPath)
+		if m.SubPath != "" && (m.MountPath == idKeyFile || m.MountPath == secretFile) {
+			t.Errorf("the gateway mounts %s with subPath: such a file does not follow an update of the Secret", m.MountPath)
 		}
 	}
+}
+
+// secretFile returns where a file of the gateway comes from: the path of the
+// volume's mount, and the Secret and key behind the file ("" if none).
+func (s kubeSetup) secretFile(t *testing.T, file string) (mountPath, secretName, key string) {
+	t.Helper()
+	for mp := range s.volumeOf {
+		if strings.HasPrefix(file, mp+"/") && len(mp) > len(mountPath) {
+			mountPath = mp
+		}
+	}
+	if mountPath == "" {
+		t.Fatalf("%s is on no volume of the gateway", file)
+	}
+	for _, v := range s.deploy.Spec.Template.Spec.Volumes {
+		if v.Name != s.volumeOf[mountPath] {
+			continue
+		}
+		if v.Secret == nil {
+			t.Fatalf("%s is on the volume %s, which is not a Secret", file, v.Name)
+		}
+		for _, it := range v.Secret.Items {
+			if it.Path == strings.TrimPrefix(file, mountPath+"/") {
+				if _, ok := s.secrets[v.Secret.SecretName][it.Key]; ok {
+					key = it.Key
+				}
+			}
+		}
+		return mountPath, v.Secret.SecretName, key
+	}
+	t.Fatalf("the gateway mounts %s from the volume %q, which the pod does not have", mountPath, s.volumeOf[mountPath])
+	return "", "", ""
+}
+
+// writeSecretVolume writes the files of the Secret volume mounted at
+// mountPath into dir as kubelet makes them, in mode perm, with the values of
+// the manifests' Secret or those of replace (by key).
+func (s kubeSetup) writeSecretVolume(t *testing.T, mountPath, dir string, perm os.FileMode, replace map[string]string) {
+	t.Helper()
+	for _, v := range s.deploy.Spec.Template.Spec.Volumes {
+		if v.Name != s.volumeOf[mountPath] || v.Secret == nil {
+			continue
+		}
+		for _, it := range v.Secret.Items {
+			val, ok := replace[it.Key]
+			if !ok {
+				val = s.secrets[v.Secret.SecretName][it.Key]
+			}
+			p := filepath.Join(dir, filepath.FromSlash(it.Path))
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(val), perm); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p, perm); err != nil { // not subject to the umask
+				t.Fatal(err)
+			}
+		}
+		return
+	}
+	t.Fatalf("no Secret volume mounted at %s", mountPath)
 }
 
 // TestKubernetesSecretsArePlaceholders checks that the Secret holds
@@ -472,90 +521,112 @@ func TestKubernetesSecretsArePlaceholders(t *testing.T) {
 	if err := os.WriteFile(good, []byte("a-real-looking-secret-0123456789\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
+	idKey := filepath.Join(dir, "id.key")
+	if err := os.WriteFile(idKey, []byte(keys["id.key"]), 0o440); err != nil {
+		t.Fatal(err)
+	}
 	data := filepath.Join(dir, "data2")
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
+	code, out = runToFailure(t, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--secret-file", good},
+		[]string{"UPLOADGATE_ID_KEY_FILE=" + idKey})
+	if code != 2 || !strings.Contains(out, "--id-key-file") {
+		t.Errorf("with the placeholder id.key: exit %d, want 2 naming --id-key-file:\n%s", code, out)
 	}
-	if err := os.WriteFile(filepath.Join(data, "id.key"), []byte(keys["id.key"]), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	code, out = runToFailure(t, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--secret-file", good}, nil)
-	if code == 0 || !strings.Contains(out, "id.key") {
-		t.Errorf("with the placeholder id.key: exit %d, want a failure naming id.key:\n%s", code, out)
+	if strings.Contains(out, keys["id.key"]) {
+		t.Errorf("the error repeats the id.key placeholder:\n%s", out)
 	}
 }
 
-var shellCmd = regexp.MustCompile(`^sh$|^/bin/sh$`)
-
-// TestKubernetesIDKey runs the init container's command with its mounts
-// moved to directories of the test, the Secret's file as kubelet makes it
-// with fsGroup (root's, mode 0440 here: readable by the group), and checks
-// that the gateway then uses the Secret's id.key. It also shows why the
-// copy is needed: uploadgate refuses a key file that the group can read.
+// TestKubernetesIDKey starts the gateway as the manifests configure it,
+// with the Secret's volume in a directory of the test and its id.key in mode
+// 0644 (a Secret volume's default; the manifests' 0440 with fsGroup is
+// stricter): the gateway reads the key from UPLOADGATE_ID_KEY_FILE, creates
+// no <data-dir>/id.key, and derives the same upload ID for a slot as a
+// gateway with the same key in <data-dir>/id.key.
 func TestKubernetesIDKey(t *testing.T) {
 	s := loadKube(t)
-	pod := s.deploy.Spec.Template.Spec
-	ic := pod.InitContainers[0]
-	cmd := append(append([]string{}, ic.Command...), ic.Args...)
-	if len(cmd) != 3 || !shellCmd.MatchString(cmd[0]) || cmd[1] != "-c" {
-		t.Fatalf("init container %s: command %q, want sh -c SCRIPT", ic.Name, cmd)
-	}
-	dataDir := s.config["UPLOADGATE_DATA_DIR"]
+	keyFile := s.config["UPLOADGATE_ID_KEY_FILE"]
+	secretFile := s.config["UPLOADGATE_SECRET_FILE"]
+	mountPath, _, _ := s.secretFile(t, keyFile)
 	root := t.TempDir()
-	script := cmd[2]
-	mountedData := false
-	for _, m := range ic.VolumeMounts {
-		dir := filepath.Join(root, m.Name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
+	volume := filepath.Join(root, s.volumeOf[mountPath])
+	key := strings.Repeat("5a", 32) + "\n" // a real key in place of the placeholder
+	const slotSecret = "kubernetes-test-secret-0123456789\n"
+	s.writeSecretVolume(t, mountPath, volume, 0o644, map[string]string{"id.key": key, "slot-secrets": slotSecret})
+	here := func(p string) string {
+		if !strings.HasPrefix(p, mountPath+"/") {
+			t.Fatalf("%s is not on the Secret volume at %s", p, mountPath)
 		}
-		script = strings.ReplaceAll(script, m.MountPath+"/", dir+"/")
-		if s.volumeOf[dataDir] == m.Name {
-			mountedData = m.MountPath == dataDir
+		return filepath.Join(volume, filepath.FromSlash(strings.TrimPrefix(p, mountPath+"/")))
+	}
+	if fi, err := os.Stat(here(keyFile)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Fatalf("the Secret volume has no id.key at %s in mode 0644: %v", keyFile, err)
+	}
+
+	// The ConfigMap's settings, on disk storage and loopback addresses.
+	data := filepath.Join(root, s.volumeOf[s.config["UPLOADGATE_DATA_DIR"]])
+	override := map[string]string{
+		"UPLOADGATE_LISTEN":         "127.0.0.1:0",
+		"UPLOADGATE_METRICS_LISTEN": "127.0.0.1:" + freePort(t),
+		"UPLOADGATE_DATA_DIR":       data,
+		"UPLOADGATE_SECRET_FILE":    here(secretFile),
+		"UPLOADGATE_ID_KEY_FILE":    here(keyFile),
+		"UPLOADGATE_STORAGE":        "disk",
+	}
+	var env []string
+	for k, v := range s.config {
+		if o, ok := override[k]; ok {
+			v = o
 		}
-		for _, v := range pod.Volumes {
-			if v.Name != m.Name || v.Secret == nil {
-				continue
-			}
-			for _, it := range v.Secret.Items {
-				val := s.secrets[v.Secret.SecretName][it.Key]
-				if it.Key == "id.key" {
-					val = strings.Repeat("5a", 32) + "\n" // a real key in place of the placeholder
-				}
-				if err := os.WriteFile(filepath.Join(dir, it.Path), []byte(val), 0o440); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		env = append(env, k+"="+v)
 	}
-	if !mountedData {
-		t.Fatalf("init container %s does not mount the data volume at %s", ic.Name, dataDir)
+	viaSecret := uploadIDsAfterPut(t, startGateway(t, binary, []string{"serve"}, env), here(secretFile), data)
+	if _, err := os.Stat(filepath.Join(data, "id.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the gateway created <data-dir>/id.key (%v); the key is the Secret's", err)
 	}
-	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-		t.Fatalf("init container %s: %s: %v\n%s", ic.Name, script, err, out)
+	if b, _ := os.ReadFile(here(keyFile)); string(b) != key {
+		t.Errorf("the gateway changed the Secret's id.key")
 	}
-	data := filepath.Join(root, s.volumeOf[dataDir])
-	secret := filepath.Join(root, "slot-secrets")
-	if err := os.WriteFile(secret, []byte("kubernetes-test-secret-0123456789\n"), 0o440); err != nil {
+
+	// The same key in <data-dir>/id.key, without UPLOADGATE_ID_KEY_FILE.
+	data2 := filepath.Join(root, "data-dir-key")
+	if err := os.MkdirAll(data2, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	g := startGateway(t, binary, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", data, "--secret-file", secret}, nil)
+	if err := os.WriteFile(filepath.Join(data2, "id.key"), []byte(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, binary, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", data2, "--secret-file", here(secretFile)},
+		[]string{"UPLOADGATE_ID_KEY_FILE="})
+	viaDataDir := uploadIDsAfterPut(t, g, here(secretFile), data2)
+	if len(viaSecret) != 1 || strings.Join(viaSecret, " ") != strings.Join(viaDataDir, " ") {
+		t.Errorf("upload IDs with the Secret's id.key %v, with the same key in <data-dir>/id.key %v; want one, the same", viaSecret, viaDataDir)
+	}
+}
+
+// uploadIDsAfterPut uploads a small file to the slot d1/hello.txt at g, stops
+// g and returns the IDs of the uploads that disk storage holds in dataDir.
+func uploadIDsAfterPut(t *testing.T, g *gateway, secretFile, dataDir string) []string {
+	t.Helper()
+	file := []byte("hello")
+	putURL, _ := sign(t, secretFile, g.URL+"/upload/", "--size", fmt.Sprint(len(file)), "--type", "text/plain", "--dir", "d1", "hello.txt")
+	if status, _, body := do(t, http.MethodPut, putURL, file, map[string]string{"Content-Type": "text/plain"}); status != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", status, body)
+	}
 	if err := g.stop(t); err != nil {
 		t.Errorf("SIGTERM: exit %v, want 0", err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(data, "id.key")); strings.TrimSpace(string(b)) != strings.Repeat("5a", 32) {
-		t.Errorf("the gateway's id.key is %q, not the Secret's", b)
-	}
-
-	// The Secret's file itself, mounted into the data directory.
-	direct := t.TempDir()
-	if err := os.WriteFile(filepath.Join(direct, "id.key"), []byte(strings.Repeat("5a", 32)+"\n"), 0o440); err != nil {
+	entries, err := os.ReadDir(filepath.Join(dataDir, "uploads"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	code, out := runToFailure(t, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", direct, "--secret-file", secret}, nil)
-	if code == 0 || !strings.Contains(out, "id.key") {
-		t.Errorf("a group-readable id.key: exit %d:\n%s", code, out)
+	var ids []string
+	for _, e := range entries {
+		if n := e.Name(); !strings.HasPrefix(n, ".") && !strings.HasSuffix(n, ".info") {
+			ids = append(ids, n)
+		}
 	}
+	sort.Strings(ids)
+	return ids
 }
 
 // TestKubernetesConfigMapValues starts the gateway with the ConfigMap's
@@ -568,11 +639,16 @@ func TestKubernetesConfigMapValues(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("kubernetes-test-secret-0123456789\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
+	idKey := filepath.Join(dir, "id.key")
+	if err := os.WriteFile(idKey, []byte(strings.Repeat("5a", 32)+"\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
 	override := map[string]string{
 		"UPLOADGATE_LISTEN":         "127.0.0.1:0",
 		"UPLOADGATE_METRICS_LISTEN": "127.0.0.1:" + freePort(t),
 		"UPLOADGATE_DATA_DIR":       filepath.Join(dir, "data"),
 		"UPLOADGATE_SECRET_FILE":    secret,
+		"UPLOADGATE_ID_KEY_FILE":    idKey,
 		"UPLOADGATE_STORAGE":        "disk",
 	}
 	var env []string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -37,6 +38,7 @@ type serveConfig struct {
 	DataDir        string
 	Secrets        listFlag
 	SecretFile     string
+	IDKeyFile      string
 	UploadBase     string
 	TusBase        string
 	PublicURL      string
@@ -51,6 +53,8 @@ type serveConfig struct {
 	SessionMaxTTL  time.Duration
 	Retention      time.Duration
 	FileRetention  time.Duration
+	NetworkTimeout time.Duration
+	LockTimeout    time.Duration
 	LogFormat      string
 	LogLevel       string
 	DemoUI         bool
@@ -65,6 +69,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "directory for uploads, sessions and generated keys")
 	fs.Var(&c.Secrets, "secret", "slot secret shared with the XMPP server; comma-separated for several (the first signs, all verify)")
 	fs.StringVar(&c.SecretFile, "secret-file", "", "file with slot secrets, one per line (alternative to --secret)")
+	fs.StringVar(&c.IDKeyFile, "id-key-file", "", "file with the key that derives upload IDs (hex), e.g. a mounted secret; read, never created, and may be readable by group and others (default: <data-dir>/id.key, created on first start)")
 	fs.StringVar(&c.UploadBase, "upload-base", "/upload/", "URL path the XMPP server signs slots for")
 	fs.StringVar(&c.TusBase, "tus-base", "/files/", "URL path of tus upload URLs")
 	fs.StringVar(&c.PublicURL, "public-url", "", "external URL of the gateway (scheme://host[:port][/prefix]) for Location headers behind a proxy")
@@ -85,6 +90,8 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", 72*time.Hour, "an upload session expires at the latest this long after it opened")
 	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "partial data of an expired session is kept this long for a re-bind, then removed")
 	fs.DurationVar(&c.FileRetention, "file-retention", 0, "complete files whose slot sets no expiry are removed after this long; 0 keeps them")
+	fs.DurationVar(&c.NetworkTimeout, "network-timeout", 60*time.Second, "an upload body that sends nothing for this long is no longer read; the bytes that arrived are kept")
+	fs.DurationVar(&c.LockTimeout, "lock-timeout", 20*time.Second, "how long a request waits for an upload that another request holds before it is answered busy (423 Locked)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.DemoUI, "demo-ui", false, "serve the demo upload pages under /demo/; on a loopback --listen they also mint slots for loopback clients")
@@ -158,6 +165,12 @@ func (c *serveConfig) validate() error {
 	if c.Retention < 0 || c.FileRetention < 0 {
 		return usageError("invalid --retention/--file-retention: must not be negative")
 	}
+	if c.NetworkTimeout <= 0 {
+		return usageError("invalid --network-timeout: must be positive")
+	}
+	if c.LockTimeout <= 0 {
+		return usageError("invalid --lock-timeout: must be positive")
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return usageError(fmt.Sprintf("invalid --log-format %q: want text or json", c.LogFormat))
 	}
@@ -203,6 +216,14 @@ func (c *serveConfig) proxies() ([]netip.Prefix, error) {
 }
 
 func serve(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveContext(ctx, args, stdout, stderr)
+}
+
+// serveContext runs the gateway until ctx ends (SIGTERM or SIGINT for serve),
+// then shuts it down gracefully.
+func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c serveConfig
 	fs := newServeFlags(&c)
 	rest, err := parseFlags(fs, args, nil)
@@ -235,9 +256,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(h)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -249,13 +267,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError(fmt.Sprintf("invalid --secret: %v", err))
 	}
-	idKeyHex, _, err := auth.LoadOrCreateKeyFile(filepath.Join(c.DataDir, "id.key"))
+	idKey, err := loadIDKey(&c, log)
 	if err != nil {
-		return fmt.Errorf("upload ID key: %w", err)
-	}
-	idKey, err := hex.DecodeString(idKeyHex)
-	if err != nil || len(idKey) < 16 {
-		return fmt.Errorf("upload ID key in %s is not 32 bytes of hex", filepath.Join(c.DataDir, "id.key"))
+		return err
 	}
 
 	var sessStore auth.Store
@@ -291,34 +305,24 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	policy.FileRetention = c.FileRetention
 	sessions := auth.NewSessions(sessStore, policy, time.Now)
 
-	s3cfg := c.S3
-	s3cfg.MinPartSize = int64(c.S3PartSize)
-	backend, err := storage.New(ctx, storage.Config{Backend: c.Storage, DataDir: c.DataDir, S3: s3cfg, Locker: locker, Logger: log})
+	scfg := c.storageSettings()
+	scfg.Locker, scfg.Logger = locker, log
+	backend, err := storage.New(ctx, scfg)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	backend.RegisterMetrics(reg)
-	proxies, _ := c.proxies()
-	gw, err := gateway.New(gateway.Config{
-		UploadBase:     c.UploadBase,
-		TusBase:        c.TusBase,
-		PublicURL:      c.PublicURL,
-		MaxSize:        int64(c.MaxSize),
-		CORSOrigins:    c.CORSOrigins.vals,
-		TrustedProxies: proxies,
-		Verifier:       verifier,
-		Sessions:       sessions,
-		Storage:        backend,
-		IDKey:          idKey,
-		Logger:         log,
-		Registry:       reg,
-		// With --metrics-listen, /metrics is served there only.
-		SeparateMetrics: c.MetricsListen != "",
-		Version:         version,
-		Demo:            demoConfig(c, secrets),
-	})
+	gcfg := c.gatewaySettings()
+	gcfg.Verifier = verifier
+	gcfg.Sessions = sessions
+	gcfg.Storage = backend
+	gcfg.IDKey = idKey
+	gcfg.Logger = log
+	gcfg.Registry = reg
+	gcfg.Demo = demoConfig(c, secrets)
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return err
 	}
@@ -360,8 +364,12 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		log.Info("metrics listening", "addr", metricsLn.Addr().String())
 	}
-	log.Info("uploadgate listening", "addr", ln.Addr().String(), "version", version,
-		"upload_base", c.UploadBase, "tus_base", c.TusBase, "storage", c.Storage, "data_dir", c.DataDir)
+	attrs := []any{"addr", ln.Addr().String(), "version", version,
+		"upload_base", c.UploadBase, "tus_base", c.TusBase, "storage", c.Storage, "data_dir", c.DataDir}
+	if c.IDKeyFile != "" {
+		attrs = append(attrs, "id_key_file", c.IDKeyFile)
+	}
+	log.Info("uploadgate listening", attrs...)
 
 	bgCtx, stopBg := context.WithCancel(context.Background())
 	bgDone := make(chan struct{})
@@ -399,6 +407,100 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// gatewaySettings is the part of the gateway's configuration that comes from
+// the flags alone; serve adds the keys, stores and logger.
+func (c *serveConfig) gatewaySettings() gateway.Config {
+	proxies, _ := c.proxies()
+	return gateway.Config{
+		UploadBase:     c.UploadBase,
+		TusBase:        c.TusBase,
+		PublicURL:      c.PublicURL,
+		MaxSize:        int64(c.MaxSize),
+		CORSOrigins:    c.CORSOrigins.vals,
+		TrustedProxies: proxies,
+		NetworkTimeout: c.NetworkTimeout,
+		LockTimeout:    c.LockTimeout,
+		// With --metrics-listen, /metrics is served there only.
+		SeparateMetrics: c.MetricsListen != "",
+		Version:         version,
+	}
+}
+
+// storageSettings is the part of the storage configuration that comes from
+// the flags alone; serve adds the locker and logger.
+func (c *serveConfig) storageSettings() storage.Config {
+	s3cfg := c.S3
+	s3cfg.MinPartSize = int64(c.S3PartSize)
+	return storage.Config{
+		Backend: c.Storage,
+		DataDir: c.DataDir,
+		S3:      s3cfg,
+		// A creation waits for the upload's lock as long as any other request.
+		CreateLockTimeout: c.LockTimeout,
+	}
+}
+
+// loadIDKey returns the key that derives upload IDs: read from --id-key-file,
+// or else from <data-dir>/id.key, which is generated on first start.
+func loadIDKey(c *serveConfig, log *slog.Logger) ([]byte, error) {
+	dataDirKey := filepath.Join(c.DataDir, "id.key")
+	if c.IDKeyFile == "" {
+		keyHex, _, err := auth.LoadOrCreateKeyFile(dataDirKey)
+		if err != nil {
+			return nil, fmt.Errorf("upload ID key: %w", err)
+		}
+		key, ok := decodeIDKey(keyHex)
+		if !ok {
+			return nil, fmt.Errorf("upload ID key in %s is not 32 bytes of hex", dataDirKey)
+		}
+		return key, nil
+	}
+	keyHex, err := auth.ReadKeyFile(c.IDKeyFile)
+	if err != nil {
+		return nil, usageError(fmt.Sprintf("invalid --id-key-file: %v", err))
+	}
+	key, ok := decodeIDKey(keyHex)
+	if !ok {
+		return nil, usageError(fmt.Sprintf("invalid --id-key-file: the upload ID key in %s is not 32 bytes of hex", c.IDKeyFile))
+	}
+	// An id.key left in the data directory from before is not used. If it
+	// differs, uploads whose IDs it derived are not found again: say so.
+	if other, err := readSmallFile(dataDirKey); err == nil {
+		if !sameIDKey(key, other) {
+			log.Warn("the data directory's id.key differs from --id-key-file and is not used: uploads begun with it will start over",
+				"ignored", dataDirKey, "id_key_file", c.IDKeyFile)
+		}
+	}
+	return key, nil
+}
+
+// decodeIDKey decodes a hex-encoded upload ID key of at least 16 bytes.
+func decodeIDKey(keyHex string) ([]byte, bool) {
+	key, err := hex.DecodeString(keyHex)
+	return key, err == nil && len(key) >= 16
+}
+
+// sameIDKey reports whether the file content other holds key, comparing in
+// constant time.
+func sameIDKey(key, other []byte) bool {
+	o, ok := decodeIDKey(strings.TrimSpace(string(other)))
+	return ok && subtle.ConstantTimeCompare(key, o) == 1
+}
+
+// readSmallFile reads a file of at most 64 KiB.
+func readSmallFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
 }
 
 // loadSecrets returns the configured slot secrets, or the one kept in the data

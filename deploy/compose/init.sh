@@ -1,16 +1,16 @@
 #!/bin/sh
 # One-shot set-up of the docker-compose stack (the `init` service):
 #
-#   init.sh DATA_DIR...
+#   init.sh
 #
-# - creates the slot secret and the upload ID key once, in KEYS_DIR;
-# - gives every gateway's data directory (the arguments) the same id.key, owned
-#   by the user the gateway runs as (OWNER), mode 0600 — uploadgate refuses a
-#   key file that group or others can read;
+# - creates the slot secret and the upload ID key once, in KEYS_DIR, where
+#   both gateways read them (--secret-file, --id-key-file) and Prosody reads
+#   the slot secret;
+# - gives id.key to the user the gateways run as (OWNER), readable by it only;
 # - creates the bucket directory BUCKET_DIR for versitygw's posix backend.
 #
-# Running it again changes nothing; a data directory that already holds a
-# different id.key stops it, because uploads there were named with that key.
+# Running it again changes nothing: existing keys are kept, because uploads
+# were named with id.key and Prosody signs with the slot secret.
 set -eu
 
 KEYS_DIR=${KEYS_DIR:-/keys}
@@ -30,23 +30,11 @@ gen() {
 mkdir -p "$KEYS_DIR"
 gen "$KEYS_DIR/slot-secret"
 gen "$KEYS_DIR/id.key"
-# The gateways and Prosody (other users) read the slot secret; only this
-# script reads id.key.
+# The gateways and Prosody (other users) read the slot secret; only the
+# gateways' user reads id.key.
 chmod 0444 "$KEYS_DIR/slot-secret"
+chown "$OWNER" "$KEYS_DIR/id.key"
 chmod 0400 "$KEYS_DIR/id.key"
-
-for dir in "$@"; do
-	mkdir -p "$dir"
-	if [ -e "$dir/id.key" ] && [ "$(tr -d ' \n' <"$dir/id.key")" != "$(cat "$KEYS_DIR/id.key")" ]; then
-		echo "init: $dir/id.key differs from $KEYS_DIR/id.key; uploads in $dir were named with it, not replacing it" >&2
-		exit 1
-	fi
-	cp "$KEYS_DIR/id.key" "$dir/id.key.tmp"
-	chown "$OWNER" "$dir" "$dir/id.key.tmp"
-	chmod 0700 "$dir"
-	chmod 0600 "$dir/id.key.tmp"
-	mv "$dir/id.key.tmp" "$dir/id.key"
-done
 
 if [ -n "$BUCKET_DIR" ]; then
 	mkdir -p "$BUCKET_DIR"
