@@ -8,22 +8,20 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/uploadgate/uploadgate/internal/testproc"
 )
 
 // Server is a running redis-server.
 type Server struct {
 	Addr string
-	dir  string
-	port int
-	cmd  *exec.Cmd
+	srv  testproc.Server
 	t    testing.TB
 }
 
@@ -31,71 +29,39 @@ type Server struct {
 // recommended for uploadgate) and returns it once it answers PING.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	_, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("UPLOADGATE_SKIP_REDIS") == "1" {
-			t.Skip("redis-server not installed and UPLOADGATE_SKIP_REDIS=1")
-		}
-		t.Fatal("redis-server not found: run `make deps` (scripts/install-test-deps.sh installs it)")
+	testproc.Require(t, "redis-server", "UPLOADGATE_SKIP_REDIS",
+		"redis-server not found: run `make deps` (scripts/install-test-deps.sh installs it)")
+	port := testproc.Port(t)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "redis.log")
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), t: t}
+	s.srv = testproc.Server{
+		Name: "redis-server",
+		Command: func() *exec.Cmd {
+			return exec.Command("redis-server",
+				"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+				"--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+				"--maxmemory-policy", "noeviction", "--daemonize", "no",
+				"--logfile", logPath)
+		},
+		LogPath: logPath,
+		Ready:   func() error { return ping(s.Addr) },
+		Within:  10 * time.Second,
+		Poll:    20 * time.Millisecond,
+		Grace:   5 * time.Second,
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), port: port, t: t}
-	s.start()
-	t.Cleanup(s.Stop)
+	s.srv.Start(t)
 	return s
 }
 
-func (s *Server) start() {
-	s.t.Helper()
-	s.cmd = exec.Command("redis-server",
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-		"--maxmemory-policy", "noeviction", "--daemonize", "no",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start redis-server: %v", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if ping(s.Addr) == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-			s.t.Fatalf("redis-server did not answer PING in time:\n%s", log)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Stop stops the server (SIGTERM, then SIGKILL) and waits for it.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-	s.cmd = nil
-}
+func (s *Server) Stop() { s.srv.Stop() }
 
 // Restart stops the server and starts it again on the same port and data
 // directory (the AOF is replayed).
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.Stop()
-	s.start()
+	s.srv.Restart()
 }
 
 // ping sends a PING in the Redis protocol.

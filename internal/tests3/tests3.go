@@ -8,19 +8,18 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/uploadgate/uploadgate/internal/testproc"
 )
 
 // Server is a running versitygw.
@@ -31,40 +30,43 @@ type Server struct {
 	Bucket               string
 	AccessKey, SecretKey string
 	dir                  string
-	port                 int
-	cmd                  *exec.Cmd
+	srv                  testproc.Server
 	t                    testing.TB
 }
 
 // Start starts versitygw and creates a bucket.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("versitygw"); err != nil {
-		if os.Getenv("UPLOADGATE_SKIP_S3") == "1" {
-			t.Skip("versitygw not installed and UPLOADGATE_SKIP_S3=1")
-		}
-		t.Fatal("versitygw not found in PATH: run `make deps` (it is installed with go install into GOPATH/bin)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	testproc.Require(t, "versitygw", "UPLOADGATE_SKIP_S3",
+		"versitygw not found in PATH: run `make deps` (it is installed with go install into GOPATH/bin)")
+	port := testproc.Port(t)
 	s := &Server{
 		Endpoint:  "http://127.0.0.1:" + strconv.Itoa(port),
 		Bucket:    "uploads",
 		AccessKey: "test-access-" + random(4),
 		SecretKey: random(16),
 		dir:       t.TempDir(),
-		port:      port,
 		t:         t,
 	}
 	if err := os.MkdirAll(filepath.Join(s.dir, "root"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s.start()
-	t.Cleanup(s.Stop)
+	s.srv = testproc.Server{
+		Name: "versitygw",
+		Command: func() *exec.Cmd {
+			cmd := exec.Command("versitygw", "--port", "127.0.0.1:"+strconv.Itoa(port), "--quiet",
+				"posix", filepath.Join(s.dir, "root"))
+			cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
+			return cmd
+		},
+		LogPath: filepath.Join(s.dir, "versitygw.log"),
+		// Any HTTP answer will do: the server is up.
+		Ready:  func() error { _, err := testproc.HTTPStatus(s.Endpoint + "/"); return err },
+		Within: 15 * time.Second,
+		Poll:   50 * time.Millisecond,
+		Grace:  5 * time.Second,
+	}
+	s.srv.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
@@ -79,57 +81,13 @@ func random(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func (s *Server) start() {
-	s.t.Helper()
-	logf, err := os.OpenFile(filepath.Join(s.dir, "versitygw.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer logf.Close()
-	s.cmd = exec.Command("versitygw", "--port", "127.0.0.1:"+strconv.Itoa(s.port), "--quiet",
-		"posix", filepath.Join(s.dir, "root"))
-	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start versitygw: %v", err)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		res, err := http.Get(s.Endpoint + "/")
-		if err == nil {
-			res.Body.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(s.dir, "versitygw.log"))
-			s.t.Fatalf("versitygw did not come up:\n%s", log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// Stop stops the server and waits for it.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-	s.cmd = nil
-}
+// Stop stops the server (SIGTERM, then SIGKILL) and waits for it.
+func (s *Server) Stop() { s.srv.Stop() }
 
 // Restart starts a stopped server again on the same port and directory.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.Stop()
-	s.start()
+	s.srv.Restart()
 }
 
 // Env is the environment a gateway needs to reach the server.

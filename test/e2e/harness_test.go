@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,9 +21,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/uploadgate/uploadgate/internal/testproc"
 )
 
 const (
@@ -145,11 +145,6 @@ func tryStartServer(t testing.TB, extra []string) (*server, error) {
 		LogPath: filepath.Join(dir, "server.log"),
 		exited:  make(chan struct{}),
 	}
-	logFile, err := os.Create(s.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
 	args := append([]string{"serve",
 		"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--data-dir", s.DataDir,
@@ -157,9 +152,7 @@ func tryStartServer(t testing.TB, extra []string) (*server, error) {
 	}, extra...)
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Env = childEnv()
-	s.cmd.Stdout = logFile
-	s.cmd.Stderr = logFile
-	if err := s.cmd.Start(); err != nil {
+	if err := testproc.StartLogged(s.cmd, s.LogPath); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -168,43 +161,35 @@ func tryStartServer(t testing.TB, extra []string) (*server, error) {
 	}()
 	t.Cleanup(func() { s.stop(t) })
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-s.exited:
-			s.abandoned = true
-			log := s.log()
-			if strings.Contains(log, "address already in use") {
-				return nil, fmt.Errorf("%w: %d", errPortTaken, port)
-			}
-			return nil, fmt.Errorf("uploadgate serve exited before it was healthy (%v); log:\n%s", s.err, log)
-		default:
+	healthy := func() error {
+		code, err := s.status("/healthz")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("/healthz answered %d", code)
 		}
-		if code, err := s.status("/healthz"); err == nil && code == http.StatusOK {
-			return s, nil
+		return err
+	}
+	err = testproc.WaitReady(s.exited, 30*time.Second, 50*time.Millisecond, healthy)
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, testproc.ErrExited):
+		s.abandoned = true
+		log := s.log()
+		if strings.Contains(log, "address already in use") {
+			return nil, fmt.Errorf("%w: %d", errPortTaken, port)
 		}
-		if time.Now().After(deadline) {
-			s.abandoned = true
-			return nil, fmt.Errorf("/healthz did not answer 200 within 30s; log:\n%s", s.log())
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil, fmt.Errorf("uploadgate serve exited before it was healthy (%v); log:\n%s", s.err, log)
+	default:
+		s.abandoned = true
+		return nil, fmt.Errorf("/healthz did not answer 200 within 30s; log:\n%s", s.log())
 	}
 }
 
 // stop ends the process: SIGTERM, up to 15 s for a graceful shutdown, then
 // SIGKILL. Only this server's own PID is signalled.
 func (s *server) stop(t testing.TB) {
-	select {
-	case <-s.exited:
-	default:
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-			t.Errorf("uploadgate serve (pid %d) did not exit within 15s of SIGTERM; killed", s.cmd.Process.Pid)
-		}
+	if testproc.Stop(s.cmd.Process, s.exited, 15*time.Second) {
+		t.Errorf("uploadgate serve (pid %d) did not exit within 15s of SIGTERM; killed", s.cmd.Process.Pid)
 	}
 	log := s.log()
 	if s.err != nil && !s.abandoned && !t.Failed() {
@@ -229,14 +214,7 @@ func (s *server) log() string {
 
 // status GETs a path of the server and returns the status code.
 func (s *server) status(p string) (int, error) {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(s.URL + p)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	return testproc.HTTPStatus(s.URL + p)
 }
 
 // childEnv is the environment for processes the tests start, without any
@@ -252,13 +230,9 @@ func childEnv() []string {
 	return env
 }
 
+// freePort is a free port on 127.0.0.1.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return testproc.FreePort()
 }
 
 // slot is what `uploadgate sign` prints.
