@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -115,6 +116,7 @@ type Sessions struct {
 	store Store
 	p     Policy
 	now   func() time.Time
+	reads readCache
 }
 
 // NewSessions returns a manager of the sessions in store under policy p (zero
@@ -123,7 +125,7 @@ func NewSessions(store Store, p Policy, now func() time.Time) *Sessions {
 	if now == nil {
 		now = time.Now
 	}
-	return &Sessions{store: store, p: p.withDefaults(), now: now}
+	return &Sessions{store: store, p: p.withDefaults(), now: now, reads: readCache{m: make(map[string]readEntry)}}
 }
 
 // Policy returns the policy in force, defaults filled in.
@@ -180,6 +182,7 @@ func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Ki
 		LastAddr:      addr,
 	}
 	s.SweepAt = m.incompleteSweepAt(s)
+	defer m.reads.drop(BaseUploadID(s.UploadID))
 	stored, created, err := m.store.Create(ctx, s)
 	if err != nil {
 		return Session{}, false, fmt.Errorf("open upload session: %w", err)
@@ -220,6 +223,81 @@ func (m *Sessions) Authorize(ctx context.Context, uploadID string) (Session, err
 	return s, nil
 }
 
+// readTTL is how long AuthorizeRead may answer from its cache.
+const readTTL = time.Second
+
+// AuthorizeRead is Authorize for requests that only read an upload (HEAD).
+// It may answer from a cache of this process that is at most readTTL old,
+// and only with a session that stays live for at least readTTL more: a
+// session that another instance changed meanwhile is at worst seen a moment
+// late, never seen as expired too early. (A session ended meanwhile by
+// completion or deletion lets the read through to the storage, which
+// answers for the upload as it is.) A poller of one upload then costs a
+// shared session store one read per second per instance instead of one per
+// request.
+func (m *Sessions) AuthorizeRead(ctx context.Context, uploadID string) (Session, error) {
+	id := BaseUploadID(uploadID)
+	now := m.now()
+	if s, ok := m.reads.get(id, now); ok && s.Live(now.Add(readTTL)) {
+		return s, nil
+	}
+	s, err := m.Authorize(ctx, id)
+	if err == nil {
+		m.reads.put(s, now)
+	}
+	return s, err
+}
+
+// readCache holds sessions read by AuthorizeRead, each with when it was read.
+type readCache struct {
+	mu sync.Mutex
+	m  map[string]readEntry
+}
+
+type readEntry struct {
+	s  Session
+	at time.Time
+}
+
+// readCacheSize bounds the cache; beyond it, an arbitrary entry makes room.
+const readCacheSize = 4096
+
+func (c *readCache) get(id string, now time.Time) (Session, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	if !ok || now.Sub(e.at) >= readTTL || now.Before(e.at) {
+		return Session{}, false
+	}
+	return e.s, true
+}
+
+func (c *readCache) put(s Session, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[s.UploadID]; !ok && len(c.m) >= readCacheSize {
+		for k, e := range c.m {
+			if now.Sub(e.at) >= readTTL {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m {
+			if len(c.m) < readCacheSize/2 {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[s.UploadID] = readEntry{s: s, at: now}
+}
+
+// drop forgets id: this process changed its session.
+func (c *readCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
+}
+
 // AuthorizeSlot is Authorize for the upload a slot path is mapped to (the
 // whole upload opened with it, or the one it was re-bound to).
 func (m *Sessions) AuthorizeSlot(ctx context.Context, slotPath string) (Session, error) {
@@ -250,6 +328,7 @@ func (m *Sessions) Touch(ctx context.Context, s Session, addr string) (Session, 
 		changed bool
 		expired bool
 	)
+	defer m.reads.drop(BaseUploadID(s.UploadID))
 	out, err := m.store.Update(ctx, BaseUploadID(s.UploadID), func(p *Session) error {
 		cur, changed, expired = *p, false, false
 		if !p.Live(now) {
@@ -313,6 +392,7 @@ func addrChanged(s Session, addr string) bool {
 func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, error) {
 	now := m.now()
 	var cur Session
+	defer m.reads.drop(BaseUploadID(uploadID))
 	out, err := m.store.Update(ctx, BaseUploadID(uploadID), func(p *Session) error {
 		cur = *p
 		if p.Complete {
@@ -361,6 +441,7 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 	now := m.now()
 	key := SlotKey(slot.Path)
 	var cur Session
+	defer m.reads.drop(BaseUploadID(uploadID))
 	out, err := m.store.Rebind(ctx, BaseUploadID(uploadID), key, func(p *Session) error {
 		cur = *p
 		if p.Kind != KindWhole {
@@ -433,6 +514,7 @@ func (m *Sessions) Due(ctx context.Context, limit int) ([]Session, error) {
 
 // Forget deletes the session of an upload and its slot mappings (idempotent).
 func (m *Sessions) Forget(ctx context.Context, uploadID string) error {
+	defer m.reads.drop(BaseUploadID(uploadID))
 	if err := m.store.Delete(ctx, BaseUploadID(uploadID)); err != nil {
 		return fmt.Errorf("forget upload session: %w", err)
 	}

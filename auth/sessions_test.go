@@ -50,6 +50,12 @@ func (c *fakeClock) Set(t time.Time) {
 type countingStore struct {
 	auth.Store
 	writes atomic.Int64
+	gets   atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, id string) (auth.Session, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, id)
 }
 
 func (c *countingStore) Create(ctx context.Context, s auth.Session) (auth.Session, bool, error) {
@@ -1016,5 +1022,73 @@ func TestTouchJustPastTheCap(t *testing.T) {
 	e.clock.Advance(20 * time.Second)
 	if _, _, err := e.m.Touch(ctx, s, ""); !errors.Is(err, auth.ErrSessionExpired) {
 		t.Fatalf("Touch after the cap: err = %v, want ErrSessionExpired", err)
+	}
+}
+
+// AuthorizeRead answers from its cache for at most a second, never with a
+// session that would end within that second, and never after this process
+// changed the session.
+func TestAuthorizeReadCache(t *testing.T) {
+	ctx := context.Background()
+	p := auth.Policy{IdleTTL: time.Hour, MaxTTL: 10 * time.Hour, TouchInterval: time.Minute}
+	e := newSessEnv(t, p)
+	s := e.open(t, testSlot("d1/read.jpg", 1, "sig"), "")
+	reads := func() int64 { return e.store.gets.Load() }
+
+	if _, err := e.m.AuthorizeRead(ctx, s.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	n := reads()
+	// Another instance changes the session behind this manager's back.
+	other := auth.NewSessions(e.store, p, e.clock.Now)
+	e.clock.Advance(500 * time.Millisecond)
+	if _, err := other.Complete(ctx, s.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.m.AuthorizeRead(ctx, s.UploadID)
+	if err != nil || got.Complete || reads() != n {
+		t.Fatalf("within the second: complete %v, %v, %d store reads; want the cached session and no read", got.Complete, err, reads()-n)
+	}
+	e.clock.Advance(500 * time.Millisecond)
+	got, err = e.m.AuthorizeRead(ctx, s.UploadID)
+	if err != nil || !got.Complete || reads() != n+1 {
+		t.Fatalf("after a second: complete %v, %v, %d store reads; want the stored session, read once", got.Complete, err, reads()-n)
+	}
+
+	// This manager's own writes are seen at once.
+	s2 := e.open(t, testSlot("d1/read2.jpg", 1, "sig"), "")
+	if _, err := e.m.AuthorizeRead(ctx, s2.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Complete(ctx, s2.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.m.AuthorizeRead(ctx, s2.UploadID); err != nil || !got.Complete {
+		t.Fatalf("after this manager's Complete: complete %v, %v", got.Complete, err)
+	}
+
+	// Near its idle deadline the cached copy is not used: another instance
+	// may have slid the deadline, and the session must not be seen as ended.
+	s3 := e.open(t, testSlot("d1/read3.jpg", 1, "sig"), "")
+	e.clock.Advance(time.Hour - 1500*time.Millisecond)
+	cached, err := e.m.AuthorizeRead(ctx, s3.UploadID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _, err := other.Touch(ctx, cached, "192.0.2.7") // slides the deadline by an hour
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Second)
+	got, err = e.m.AuthorizeRead(ctx, s3.UploadID)
+	if err != nil || !got.IdleDeadline.Equal(cur.IdleDeadline) {
+		t.Fatalf("half a second before the cached deadline: %v, deadline %v; want the slid deadline %v", err, got.IdleDeadline, cur.IdleDeadline)
+	}
+	// An expired session is never cached.
+	e.clock.Advance(2 * time.Hour)
+	for range 2 {
+		if _, err := e.m.AuthorizeRead(ctx, s3.UploadID); !errors.Is(err, auth.ErrSessionExpired) {
+			t.Fatalf("after the deadline: %v, want ErrSessionExpired", err)
+		}
 	}
 }

@@ -478,7 +478,7 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 	// No lock: a HEAD never cuts a running upload. Should a request of a dead
 	// connection still be saving, the offset may be a little behind; the
 	// client's Content-Range PUT then gets 409 with the exact offset.
-	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
+	sess, serr := g.cfg.Sessions.AuthorizeRead(ctx, id)
 	if serr != nil && (expired || !errors.Is(serr, auth.ErrSessionNotFound)) {
 		g.writeRefusal(w, r, refusalFor(serr))
 		return

@@ -370,7 +370,11 @@ func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
 			g.writeRefusal(w, r, refuse(http.StatusNotFound, "upload not found"))
 			return
 		}
-		sess, err := g.cfg.Sessions.Authorize(r.Context(), auth.BaseUploadID(id))
+		authorize := g.cfg.Sessions.Authorize
+		if r.Method == http.MethodHead {
+			authorize = g.cfg.Sessions.AuthorizeRead
+		}
+		sess, err := authorize(r.Context(), auth.BaseUploadID(id))
 		if err != nil {
 			rf := refusalFor(err)
 			if r.Method == http.MethodHead && rf.status == http.StatusServiceUnavailable {
