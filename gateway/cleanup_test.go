@@ -90,3 +90,46 @@ func TestCleanupHonoursSlotExpiry(t *testing.T) {
 	get, _ = tg.do(http.MethodGet, slot.GetURL, nil, nil)
 	wantStatus(t, get, http.StatusNotFound)
 }
+
+// An upload whose completion the session store missed (completion only logs
+// a store failure) is not removed as an incomplete upload: the clean-up
+// finds it complete in the storage and records the completion.
+func TestCleanupKeepsCompleteUploadWithoutCompletion(t *testing.T) {
+	tg := newTestGateway(t)
+	ctx := context.Background()
+	slot := tg.sign(auth.ProtoV1, "finished.bin", 10, nil)
+	res := tg.tusCreate(slot, 10, nil)
+	wantStatus(t, res, http.StatusCreated)
+	loc := res.Header.Get("Location")
+	wantStatus(t, tg.patch(loc, 0, "0123456789"), http.StatusNoContent)
+	id := idOf(loc)
+	// As if the store had failed when the last byte arrived.
+	lost, err := tg.store.Update(ctx, id, func(s *auth.Session) error {
+		s.Complete, s.CompletedAt = false, time.Time{}
+		s.SweepAt = s.Deadline().Add(auth.DefaultRetention)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// And an upload that really is incomplete, due at the same time.
+	partial := tg.sign(auth.ProtoV1, "unfinished.bin", 10, nil)
+	partialID := tg.interruptedPut(partial, 10, "01234")
+
+	tg.clock.Advance(lost.SweepAt.Add(24 * time.Hour).Sub(tg.clock.Now()))
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if data, ok := tg.stored(id); !ok || data != "0123456789" {
+		t.Fatalf("complete upload after the clean-up: %q, %v; want it kept", data, ok)
+	}
+	s, err := tg.store.Get(ctx, id)
+	if err != nil || !s.Complete {
+		t.Fatalf("session after the clean-up: complete %v, %v; want the completion recorded", s.Complete, err)
+	}
+	if _, ok := tg.stored(partialID); ok {
+		t.Fatal("the incomplete upload was kept past its retention")
+	}
+	get, _ := tg.do(http.MethodGet, slot.GetURL, nil, nil)
+	wantStatus(t, get, http.StatusOK)
+}
