@@ -74,10 +74,10 @@ const headGrace = 50 * time.Millisecond
 
 // Gateway is the HTTP front of uploadgate.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	tusd     *handler.UnroutedHandler
-	tusdMW   func(http.Handler) http.Handler
+	cfg    Config
+	log    *slog.Logger
+	tusd   *handler.UnroutedHandler
+	tusdMW func(http.Handler) http.Handler
 	// tusdHead answers HEADs: tusd keeps a goroutine and the request alive
 	// for GracefulRequestCompletionTimeout after every request, which a
 	// read does not need (see headGrace).
