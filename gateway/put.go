@@ -308,6 +308,12 @@ func (g *Gateway) answerPut(w http.ResponseWriter, r *http.Request, res *capture
 		return
 	}
 	rf := &refusal{status: res.status, reason: strings.TrimSpace(tusReason(res.body.String()))}
+	if res.status == http.StatusInternalServerError && strings.HasPrefix(res.body.String(), handler.ErrReadTimeout.ErrorCode) {
+		// The body stalled for longer than the network timeout: the client's
+		// fault, not the server's. What arrived is kept (a HEAD at the slot
+		// URL tells the offset to resume from).
+		rf.status = http.StatusRequestTimeout
+	}
 	if v := res.header.Get("Upload-Offset"); v != "" {
 		w.Header().Set("Upload-Offset", v)
 	}

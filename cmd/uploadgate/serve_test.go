@@ -351,6 +351,9 @@ func TestNetworkTimeoutEndsStalledBody(t *testing.T) {
 	case err == nil:
 		resp.Body.Close()
 		t.Logf("stalled PUT answered %d after %v", resp.StatusCode, elapsed.Round(time.Millisecond))
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("stalled PUT answered %d, want 408 Request Timeout", resp.StatusCode)
+		}
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		t.Logf("stalled PUT: connection closed after %v", elapsed.Round(time.Millisecond))
 	default:
