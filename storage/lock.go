@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 )
@@ -43,10 +44,26 @@ type contendedLocker struct {
 
 	mu    sync.Mutex
 	local map[string]int // upload ID → locks held or being acquired here
+	// remote caches the shared locker's answers for heldTTL.
+	remote map[string]heldAnswer
+}
+
+// heldTTL is how long a shared locker's answer about a lock held elsewhere
+// is believed. A lock taken elsewhere within that time may go unseen by a
+// read-only request, which then reads without it: the writer that just
+// started is not cut (a poller should not cut it anyway), and a stale writer
+// of a dead connection is cut by its client's next PATCH instead, at worst
+// answered 409 with the offset to continue from. A HEAD flood on one upload
+// then costs Redis a few commands a second instead of one per HEAD.
+const heldTTL = 250 * time.Millisecond
+
+type heldAnswer struct {
+	held bool
+	at   time.Time
 }
 
 func newContendedLocker(inner handler.Locker) *contendedLocker {
-	l := &contendedLocker{inner: inner, local: make(map[string]int)}
+	l := &contendedLocker{inner: inner, local: make(map[string]int), remote: make(map[string]heldAnswer)}
 	l.held, _ = inner.(HeldChecker)
 	return l
 }
@@ -77,11 +94,14 @@ func (l *contendedLocker) leave(id string) {
 }
 
 // busy reports whether a request holds (or is acquiring) the lock of id, here
-// or, for a shared locker, on any instance. When that cannot be known, it is
-// busy: the caller then takes the lock as usual and meets the same error.
+// or, for a shared locker, on any instance (as the locker said within the
+// last heldTTL). When that cannot be known, it is busy: the caller then takes
+// the lock as usual and meets the same error.
 func (l *contendedLocker) busy(ctx context.Context, id string) bool {
+	now := time.Now()
 	l.mu.Lock()
 	n := l.local[id]
+	a, cached := l.remote[id]
 	l.mu.Unlock()
 	if n > 0 {
 		return true
@@ -89,9 +109,29 @@ func (l *contendedLocker) busy(ctx context.Context, id string) bool {
 	if l.held == nil {
 		return false
 	}
+	if cached && now.Sub(a.at) < heldTTL && !now.Before(a.at) {
+		return a.held
+	}
 	held, err := l.held.Held(ctx, id)
-	return held || err != nil
+	if err != nil {
+		return true
+	}
+	l.mu.Lock()
+	if len(l.remote) >= maxHeldAnswers {
+		for k, v := range l.remote {
+			if now.Sub(v.at) >= heldTTL || len(l.remote) >= maxHeldAnswers {
+				delete(l.remote, k)
+			}
+		}
+	}
+	l.remote[id] = heldAnswer{held: held, at: now}
+	l.mu.Unlock()
+	return held
 }
+
+// maxHeldAnswers bounds the cache of answers; an arbitrary part of a full
+// cache makes room.
+const maxHeldAnswers = 4096
 
 type contendedLock struct {
 	l     *contendedLocker

@@ -128,3 +128,47 @@ func TestReadOnlyLockAsksSharedLocker(t *testing.T) {
 		})
 	}
 }
+
+// countingHeld counts the questions to a shared locker.
+type countingHeld struct {
+	handler.Locker
+	asked atomic.Int64
+}
+
+func (c *countingHeld) Held(context.Context, string) (bool, error) {
+	c.asked.Add(1)
+	return false, nil
+}
+
+// A burst of read-only requests asks the shared locker once per heldTTL and
+// upload, not once per request.
+func TestReadOnlyLockAnswerCached(t *testing.T) {
+	inner := &countingHeld{Locker: memorylocker.New()}
+	l := newContendedLocker(inner)
+	ctx := ReadOnly(context.Background())
+	read := func(id string) {
+		t.Helper()
+		k, _ := l.NewLock(id)
+		if err := k.Lock(ctx, func() {}); err != nil {
+			t.Fatalf("read-only Lock: %v", err)
+		}
+		if err := k.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for range 100 {
+		read("a")
+	}
+	read("b")
+	if time.Since(start) < heldTTL {
+		if n := inner.asked.Load(); n != 2 {
+			t.Fatalf("101 reads of two uploads asked the locker %d times, want 2", n)
+		}
+	}
+	time.Sleep(heldTTL)
+	read("a")
+	if n := inner.asked.Load(); n < 3 {
+		t.Fatalf("a read after heldTTL did not ask the locker again (%d questions)", n)
+	}
+}
