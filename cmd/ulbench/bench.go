@@ -239,7 +239,7 @@ func (b *bench) startTarget(name string, d door, env []string, extra ...string) 
 	switch d.Kind {
 	case "copy":
 		t.Server, err = b.startCopy(name)
-	case "tusd":
+	case "tusd", "tusd-post":
 		t.Server, err = b.startTusd(name, env, extra...)
 	default:
 		t.Server, t.Secret, err = b.startUploadgate(name, env, extra...)
@@ -356,12 +356,14 @@ func (b *bench) bigUpload(name string, size int64) *scenarioResult {
 func (b *bench) concurrent() *scenarioResult {
 	c := b.c
 	sc := &scenarioResult{Name: "conc", Primary: "MiB/s",
-		Description: fmt.Sprintf("%d concurrent uploads of %s (tus: creation + one PATCH)", c.Conc, fmtSize(c.ConcSize))}
+		Description: fmt.Sprintf("%d concurrent uploads of %s (tus: creation + one PATCH; tusd-post: creation with the body)", c.Conc, fmtSize(c.ConcSize))}
 	specs := []targetSpec{
 		{name: "copy", door: door{Kind: "copy"}},
 		{name: "ug-put", door: door{Kind: "ug-put"}},
 		{name: "ug-tus", door: door{Kind: "ug-tus"}},
 		{name: "tusd", door: door{Kind: "tusd"}},
+		// The PUT door hands tusd a creation with the body in it.
+		{name: "tusd-post", door: door{Kind: "tusd-post"}},
 	}
 	targets, ok := b.startTargets(sc, specs)
 	if !ok {
@@ -402,7 +404,7 @@ func (b *bench) concurrent() *scenarioResult {
 		removeUploads(t.Server)
 	})
 	b.stopAll(sc, targets)
-	sc.finish([][2]string{{"ug-put", "copy"}, {"tusd", "copy"}, {"ug-put", "tusd"}, {"ug-tus", "tusd"}})
+	sc.finish([][2]string{{"ug-put", "copy"}, {"tusd", "copy"}, {"ug-put", "tusd"}, {"ug-tus", "tusd"}, {"ug-put", "tusd-post"}, {"tusd-post", "copy"}})
 	return sc
 }
 

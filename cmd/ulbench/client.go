@@ -154,6 +154,25 @@ func upload(ctx context.Context, c *http.Client, t *target, name string, seed ui
 			r.Err = fmt.Errorf("PUT: status %d", r.Status)
 		}
 		return r
+	case "tusd-post":
+		// tus creation-with-upload: the body in the POST, as the PUT door
+		// passes a PUT to tusd.
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, t.Server.URL+"/files/", newPattern(seed, 0, size))
+		req.ContentLength = size
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.Header.Set("Upload-Metadata", "filename "+base64.StdEncoding.EncodeToString([]byte(name))+",filetype "+base64.StdEncoding.EncodeToString([]byte(ctypeOctet)))
+		res, err := c.Do(req)
+		if err != nil {
+			return upResult{Err: err}
+		}
+		drain(res)
+		r := upResult{Status: res.StatusCode, Location: res.Header.Get("Location")}
+		if off := res.Header.Get("Upload-Offset"); res.StatusCode != http.StatusCreated || off != strconv.FormatInt(size, 10) {
+			r.Err = fmt.Errorf("POST with body: status %d, Upload-Offset %q", res.StatusCode, off)
+		}
+		return r
 	case "ug-tus", "tusd":
 		loc, putURL, err := tusCreate(ctx, c, t, name, size)
 		if err != nil {
