@@ -60,3 +60,36 @@ func TestHeadsDoNotLinger(t *testing.T) {
 		t.Fatalf("after a PATCH %d lingering goroutines, before %d: the test does not see tusd's grace period", n, after)
 	}
 }
+
+// A signed HEAD or PATCH whose slot has expired, accepted because the
+// upload's session is live, counts as a session accept (the alert on expired
+// slots subtracts them), and one without a session does not.
+func TestExpiredSlotAcceptsCounted(t *testing.T) {
+	tg := newTestGateway(t)
+	accepts := func() float64 { return value(t, tg.gw.metrics.sessionAccepts.WithLabelValues(doorPut)) }
+	slot := tg.sign(auth.ProtoV3, "late.bin", 10, nil)
+	tg.interruptedPut(slot, 10, "01234")
+	tg.clock.Advance(10 * time.Minute) // the slot's 5 minutes are over, the session lives
+	before := accepts()
+	h, _ := tg.do(http.MethodHead, slot.PutURL, nil, nil)
+	wantStatus(t, h, http.StatusOK)
+	if got := accepts() - before; got != 1 {
+		t.Fatalf("expired-slot HEAD accepted by the session counted %v times, want 1", got)
+	}
+	p, _ := tg.do(http.MethodPatch, slot.PutURL, map[string]string{
+		"Tus-Resumable": "1.0.0", "Upload-Offset": "5", "Content-Type": "application/offset+octet-stream",
+	}, strings.NewReader("56789"))
+	wantStatus(t, p, http.StatusNoContent)
+	if got := accepts() - before; got != 2 {
+		t.Fatalf("after the expired-slot PATCH: %v accepts, want 2", got)
+	}
+	other := tg.sign(auth.ProtoV3, "never.bin", 10, nil)
+	tg.clock.Advance(10 * time.Minute)
+	h, _ = tg.do(http.MethodHead, other.PutURL, nil, nil)
+	if h.StatusCode == http.StatusOK {
+		t.Fatalf("HEAD of an expired slot without an upload: %d", h.StatusCode)
+	}
+	if got := accepts() - before; got != 2 {
+		t.Fatalf("a refused expired slot was counted as accepted (%v)", got)
+	}
+}

@@ -489,6 +489,9 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 		g.writeRefusal(w, r, refusalFor(serr))
 		return
 	}
+	if expired {
+		g.metrics.sessionAccepts.WithLabelValues(doorPut).Inc()
+	}
 	h := w.Header()
 	h.Set("Tus-Resumable", tusVersion)
 	h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
@@ -555,7 +558,7 @@ func (g *Gateway) slotRequestForUpload(r *http.Request, sp slotPath, info handle
 // tus resource): checked like a HEAD, then passed to tusd.
 func (g *Gateway) patchAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
 	ctx := r.Context()
-	id, _, _, rf := g.checkSlotOfUpload(r, sp)
+	id, _, expired, rf := g.checkSlotOfUpload(r, sp)
 	if rf != nil {
 		g.writeRefusal(w, r, rf)
 		return
@@ -564,6 +567,9 @@ func (g *Gateway) patchAtSlot(w http.ResponseWriter, r *http.Request, sp slotPat
 	if err != nil {
 		g.writeRefusal(w, r, refusalFor(err))
 		return
+	}
+	if expired {
+		g.metrics.sessionAccepts.WithLabelValues(doorPut).Inc()
 	}
 	g.serveTusd(w, r, id, &sess)
 }
