@@ -18,7 +18,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/tus/tusd/v2/pkg/handler"
-	"github.com/tus/tusd/v2/pkg/memorylocker"
 	"github.com/tus/tusd/v2/pkg/s3store"
 )
 
@@ -88,28 +87,14 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	store.SetConcurrentPartUploads(c.Concurrency)
 
 	ids := &s3IDs{inner: store, client: client, bucket: c.Bucket, prefix: c.Prefix}
-	locker := cfg.Locker
-	if locker == nil {
-		locker = memorylocker.New()
-	}
-	locker = newContendedLocker(locker)
-	composer := handler.NewStoreComposer()
-	guarded := &guard{core: ids, term: ids, concat: ids, length: ids, content: ids, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
-	guarded.useIn(composer)
-	composer.UseLocker(locker)
-	return &Backend{
-		Composer: composer,
-		core:     guarded,
-		locker:   locker,
-		logger:   cfg.Logger,
-		s3:       &store,
-		ping: func(ctx context.Context) error {
-			if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(c.Bucket)}); err != nil {
-				return fmt.Errorf("bucket %s is not reachable: %w", c.Bucket, err)
-			}
-			return nil
-		},
-	}, nil
+	b := assemble(cfg, ids, func(ctx context.Context) error {
+		if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(c.Bucket)}); err != nil {
+			return fmt.Errorf("bucket %s is not reachable: %w", c.Bucket, err)
+		}
+		return nil
+	})
+	b.s3 = &store
+	return b, nil
 }
 
 // gaplessParts guards s3store's offsets. s3store derives an upload's offset

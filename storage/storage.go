@@ -80,32 +80,39 @@ func newDisk(cfg Config) (*Backend, error) {
 	fs := filestore.New(dir)
 	fs.DirModePerm = 0o700
 	fs.FileModePerm = 0o600
+	return assemble(cfg, fs, func(ctx context.Context) error {
+		f, err := os.CreateTemp(dir, ".ping-*")
+		if err != nil {
+			return fmt.Errorf("upload directory is not writable: %w", err)
+		}
+		name := f.Name()
+		f.Close()
+		return os.Remove(name)
+	}), nil
+}
+
+// tusStore is a tusd data store with every extension the gateway uses.
+type tusStore interface {
+	handler.DataStore
+	handler.TerminaterDataStore
+	handler.ConcaterDataStore
+	handler.LengthDeferrerDataStore
+	handler.ContentServerDataStore
+}
+
+// assemble builds the backend around store: the locker (cfg.Locker, else an
+// in-process one) behind contendedLocker, and the guard in front of store.
+func assemble(cfg Config, store tusStore, ping func(context.Context) error) *Backend {
 	var locker handler.Locker = memorylocker.New()
 	if cfg.Locker != nil {
 		locker = cfg.Locker
 	}
 	locker = newContendedLocker(locker)
-
 	composer := handler.NewStoreComposer()
-	guarded := &guard{core: fs, term: fs, concat: fs, length: fs, content: fs, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
+	guarded := &guard{core: store, term: store, concat: store, length: store, content: store, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
 	guarded.useIn(composer)
 	composer.UseLocker(locker)
-
-	return &Backend{
-		Composer: composer,
-		core:     guarded,
-		locker:   locker,
-		logger:   cfg.Logger,
-		ping: func(ctx context.Context) error {
-			f, err := os.CreateTemp(dir, ".ping-*")
-			if err != nil {
-				return fmt.Errorf("upload directory is not writable: %w", err)
-			}
-			name := f.Name()
-			f.Close()
-			return os.Remove(name)
-		},
-	}, nil
+	return &Backend{Composer: composer, core: guarded, locker: locker, logger: cfg.Logger, ping: ping}
 }
 
 // RegisterMetrics registers the backend's own metrics (s3store's request
