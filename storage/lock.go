@@ -42,6 +42,9 @@ type contendedLocker struct {
 	inner handler.Locker
 	held  HeldChecker // nil: inner is local to this process
 
+	// readWait bounds how long a read-only request waits for a held lock.
+	readWait time.Duration
+
 	mu    sync.Mutex
 	local map[string]int // upload ID → locks held or being acquired here
 	// remote caches the shared locker's answers for heldTTL.
@@ -57,13 +60,19 @@ type contendedLocker struct {
 // then costs Redis a few commands a second instead of one per HEAD.
 const heldTTL = 250 * time.Millisecond
 
+// readLockWait is how long a read-only request waits for a lock that a
+// request holds. A hand-off takes milliseconds, or as long as the holder needs
+// to save what it received (an S3 part); a lock whose holder died stays taken
+// until its lease ends (10 s with Redis), which a HEAD need not wait for.
+const readLockWait = 3 * time.Second
+
 type heldAnswer struct {
 	held bool
 	at   time.Time
 }
 
 func newContendedLocker(inner handler.Locker) *contendedLocker {
-	l := &contendedLocker{inner: inner, local: make(map[string]int), remote: make(map[string]heldAnswer)}
+	l := &contendedLocker{inner: inner, readWait: readLockWait, local: make(map[string]int), remote: make(map[string]heldAnswer)}
 	l.held, _ = inner.(HeldChecker)
 	return l
 }
@@ -144,14 +153,29 @@ type contendedLock struct {
 }
 
 func (k *contendedLock) Lock(ctx context.Context, requestRelease func()) error {
-	if isReadOnly(ctx) && !k.l.busy(ctx, k.id) {
+	readOnly := isReadOnly(ctx)
+	if readOnly && !k.l.busy(ctx, k.id) {
 		k.skipped = true
 		return nil
 	}
+	lctx := ctx
+	if readOnly {
+		var cancel context.CancelFunc
+		lctx, cancel = context.WithTimeout(ctx, k.l.readWait)
+		defer cancel()
+	}
 	k.l.enter(k.id)
-	err := k.inner.Lock(ctx, requestRelease)
+	err := k.inner.Lock(lctx, requestRelease)
 	if err != nil {
 		k.l.leave(k.id)
+		if readOnly && ctx.Err() == nil && errors.Is(err, handler.ErrLockTimeout) {
+			// The holder was asked to give the upload up and did not within
+			// readWait: an instance that died holding the lock (until its
+			// lease ends), or a write still saving. A read need not wait:
+			// it answers what is stored.
+			k.skipped = true
+			return nil
+		}
 		if errors.Is(err, handler.ErrLockTimeout) {
 			return handler.ErrFileLocked
 		}

@@ -172,3 +172,34 @@ func TestReadOnlyLockAnswerCached(t *testing.T) {
 		t.Fatalf("a read after heldTTL did not ask the locker again (%d questions)", n)
 	}
 }
+
+// A read-only request does not wait out a holder that keeps the lock (an
+// instance that died with it, until its lease ends): after readWait it reads
+// without the lock. A writer still waits and gets 423.
+func TestReadOnlyLockGivesUpOnStuckHolder(t *testing.T) {
+	b, _ := newDiskBackend(t)
+	b.locker.(*contendedLocker).readWait = 100 * time.Millisecond
+	held, err := b.Lock(context.Background(), "stuck", func() {}) // never lets go
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	ctx, cancel := context.WithTimeout(ReadOnly(context.Background()), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	ro, err := b.Lock(ctx, "stuck", func() {})
+	if err != nil {
+		t.Fatalf("read-only lock on a stuck holder: %v; want to read without it", err)
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond || waited > 2*time.Second {
+		t.Fatalf("read-only lock gave up after %v, want about 100ms", waited)
+	}
+	if err := ro.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer wcancel()
+	if _, err := b.Lock(wctx, "stuck", func() {}); !errors.Is(err, handler.ErrFileLocked) {
+		t.Fatalf("writer on a stuck holder: %v, want ErrFileLocked", err)
+	}
+}
