@@ -238,20 +238,24 @@ const readTTL = time.Second
 func (m *Sessions) AuthorizeRead(ctx context.Context, uploadID string) (Session, error) {
 	id := BaseUploadID(uploadID)
 	now := m.now()
-	if s, ok := m.reads.get(id, now); ok && s.Live(now.Add(readTTL)) {
+	s, ok, gen := m.reads.get(id, now)
+	if ok && s.Live(now.Add(readTTL)) {
 		return s, nil
 	}
 	s, err := m.Authorize(ctx, id)
 	if err == nil {
-		m.reads.put(s, now)
+		m.reads.put(s, now, gen)
 	}
 	return s, err
 }
 
 // readCache holds sessions read by AuthorizeRead, each with when it was read.
+// gen counts this process's writes, so that a read that raced with one does
+// not put the session as it was before the write back.
 type readCache struct {
-	mu sync.Mutex
-	m  map[string]readEntry
+	mu  sync.Mutex
+	gen uint64
+	m   map[string]readEntry
 }
 
 type readEntry struct {
@@ -262,19 +266,23 @@ type readEntry struct {
 // readCacheSize bounds the cache; beyond it, an arbitrary entry makes room.
 const readCacheSize = 4096
 
-func (c *readCache) get(id string, now time.Time) (Session, bool) {
+func (c *readCache) get(id string, now time.Time) (Session, bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
 	if !ok || now.Sub(e.at) >= readTTL || now.Before(e.at) {
-		return Session{}, false
+		return Session{}, false, c.gen
 	}
-	return e.s, true
+	return e.s, true, c.gen
 }
 
-func (c *readCache) put(s Session, now time.Time) {
+// put caches s, read at now, unless this process wrote a session since gen.
+func (c *readCache) put(s Session, now time.Time, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen != gen {
+		return
+	}
 	if _, ok := c.m[s.UploadID]; !ok && len(c.m) >= readCacheSize {
 		for k, e := range c.m {
 			if now.Sub(e.at) >= readTTL {
@@ -295,6 +303,7 @@ func (c *readCache) put(s Session, now time.Time) {
 func (c *readCache) drop(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	delete(c.m, id)
 }
 
