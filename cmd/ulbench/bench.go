@@ -518,14 +518,7 @@ func (b *bench) heads() *scenarioResult {
 			}
 			return nil
 		})
-		tr := sc.target(t.Name)
-		tr.metric("req/s", "req/s").add(rate)
-		tr.metric("p50 ms", "ms").add(p50)
-		tr.metric("p99 ms", "ms").add(p99)
-		tr.metric("errors", "").add(float64(errs))
-		if first != "" {
-			tr.Notes = append(tr.Notes, fmt.Sprintf("round %d: %d errors, first: %s", r, errs, first))
-		}
+		sc.target(t.Name).addLoad(r, rate, p50, p99, errs, first)
 	})
 	b.stopAll(sc, targets)
 	sc.finish([][2]string{{"ug-bolt", "tusd"}, {"ug-redis", "tusd"}, {"ug-bolt-slot", "tusd"}, {"ug-redis", "ug-bolt"}})
@@ -556,14 +549,7 @@ func (b *bench) creations() *scenarioResult {
 			_, _, err := tusCreate(context.Background(), cl, t, fmt.Sprintf("n-%d.bin", b.n.Add(1)), KiB)
 			return err
 		})
-		tr := sc.target(t.Name)
-		tr.metric("req/s", "req/s").add(rate)
-		tr.metric("p50 ms", "ms").add(p50)
-		tr.metric("p99 ms", "ms").add(p99)
-		tr.metric("errors", "").add(float64(errs))
-		if first != "" {
-			tr.Notes = append(tr.Notes, fmt.Sprintf("round %d: %d errors, first: %s", r, errs, first))
-		}
+		sc.target(t.Name).addLoad(r, rate, p50, p99, errs, first)
 		removeUploads(t.Server)
 	})
 	b.stopAll(sc, targets)

@@ -85,6 +85,18 @@ type scenarioResult struct {
 	Skipped     string          `json:"skipped,omitempty"`
 }
 
+// addLoad records one round of a request load (see load): rate, latency
+// percentiles, errors, and the first error as a note.
+func (t *targetResult) addLoad(round int, rate, p50, p99 float64, errs int64, first string) {
+	t.metric("req/s", "req/s").add(rate)
+	t.metric("p50 ms", "ms").add(p50)
+	t.metric("p99 ms", "ms").add(p99)
+	t.metric("errors", "").add(float64(errs))
+	if first != "" {
+		t.Notes = append(t.Notes, fmt.Sprintf("round %d: %d errors, first: %s", round, errs, first))
+	}
+}
+
 func (sc *scenarioResult) target(name string) *targetResult {
 	for _, t := range sc.Targets {
 		if t.Name == name {
