@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -42,10 +43,12 @@ const (
 // the next transaction (group commit): bbolt runs one write transaction at a
 // time and each ends with an fdatasync, so committing them one by one made
 // concurrent creations queue behind each other's syncs. A write waits for no
-// timer: alone, it is committed at once. Decoded sessions are cached for Get;
-// the cache is exact because this process is the database's only writer. The file is locked while open, so a second gateway
-// on the same data directory fails to start instead of sharing it. A BoltStore
-// is safe for concurrent use.
+// timer: alone, it is committed at once. Sessions are cached decoded, both
+// those read and those written: Get and the writes that change a session read
+// the cache instead of decoding the record. The cache is exact because this
+// process is the database's only writer. The file is locked while open, so a
+// second gateway on the same data directory fails to start instead of sharing
+// it. A BoltStore is safe for concurrent use.
 type BoltStore struct {
 	db *bolt.DB
 
@@ -68,7 +71,14 @@ var _ Store = (*BoltStore)(nil)
 // If another process holds it open, it fails within about a second with an
 // error matching ErrStoreInUse.
 func OpenBoltStore(path string) (*BoltStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltLockTimeout})
+	// The free page list is not written with every commit (it is rebuilt by
+	// a scan when the file is opened, as etcd does), and is kept as a map,
+	// whose allocations do not grow with the file's fragmentation.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        boltLockTimeout,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open session database %s: %w (its lock was not released within %s)", path, ErrStoreInUse, boltLockTimeout)
 	}
@@ -107,9 +117,39 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 	return b, nil
 }
 
-// boltBuckets are the buckets of one transaction.
+// boltBuckets are the buckets of one transaction. In a write transaction they
+// also carry the sessions its writes have stored (nil for a deleted one) and
+// the store's cache, so that a write reads the session it changes without
+// decoding the record (see current).
 type boltBuckets struct {
 	sessions, slots, uploads, sweep *bolt.Bucket
+
+	written map[string]*Session
+	cache   *sessionCache
+}
+
+// current returns the stored session of an upload: as a write of this
+// transaction left it, else as the cache has it, else decoded from the
+// database. Only the committer may consult the cache here: it is the only
+// writer, so the cache holds the committed session of every upload it has.
+func (bk boltBuckets) current(uploadID string) (Session, bool, error) {
+	if s, ok := bk.written[uploadID]; ok {
+		if s == nil {
+			return Session{}, false, nil
+		}
+		return *s, true, nil
+	}
+	if bk.cache != nil {
+		if s, ok, _ := bk.cache.get(uploadID); ok {
+			return s, true, nil
+		}
+	}
+	v := bk.sessions.Get([]byte(uploadID))
+	if v == nil {
+		return Session{}, false, nil
+	}
+	s, err := decodeSession(v)
+	return s, err == nil, err
 }
 
 func openBuckets(tx *bolt.Tx) (boltBuckets, error) {
@@ -224,6 +264,7 @@ func (b *BoltStore) commit(group []*boltWrite) {
 	for len(group) > 0 {
 		failed := -1
 		b.commits.Add(1)
+		var written map[string]*Session
 		err := b.db.Update(func(tx *bolt.Tx) error {
 			bk, err := openBuckets(tx)
 			if err != nil {
@@ -232,6 +273,8 @@ func (b *BoltStore) commit(group []*boltWrite) {
 				}
 				return err
 			}
+			written = make(map[string]*Session, len(group))
+			bk.written, bk.cache = written, &b.cache
 			for i, w := range group {
 				if w.fnErr = w.fn(bk); w.fnErr != nil {
 					failed = i
@@ -245,7 +288,7 @@ func (b *BoltStore) commit(group []*boltWrite) {
 		})
 		if failed < 0 || len(group) == 1 {
 			if err == nil {
-				b.cache.invalidate(group)
+				b.cache.committed(group, written)
 			}
 			for _, w := range group {
 				w.done <- err
@@ -263,9 +306,9 @@ func (b *BoltStore) Create(ctx context.Context, s Session) (stored Session, crea
 		return Session{}, false, err
 	}
 	err = b.update(ctx, "create session", s.UploadID, func(bk boltBuckets) error {
-		created = false
-		if v := bk.sessions.Get([]byte(s.UploadID)); v != nil {
-			stored, err = decodeSession(v)
+		var found bool
+		if stored, found, err = bk.current(s.UploadID); err != nil || found {
+			created = false
 			return err
 		}
 		if stored, err = putSession(bk, nil, s); err != nil {
@@ -375,11 +418,11 @@ func (b *BoltStore) Rebind(ctx context.Context, uploadID, slotKey string, fn fun
 func (b *BoltStore) Delete(ctx context.Context, uploadID string) error {
 	return b.update(ctx, "delete session", uploadID, func(bk boltBuckets) error {
 		id := []byte(uploadID)
-		if v := bk.sessions.Get(id); v != nil {
-			old, err := decodeSession(v)
-			if err != nil {
-				return err
-			}
+		old, found, err := bk.current(uploadID)
+		if err != nil {
+			return err
+		}
+		if found {
 			if !old.SweepAt.IsZero() {
 				if err := bk.sweep.Delete(sweepKey(old.SweepAt, uploadID)); err != nil {
 					return fmt.Errorf("delete sweep entry: %w", err)
@@ -388,6 +431,7 @@ func (b *BoltStore) Delete(ctx context.Context, uploadID string) error {
 			if err := bk.sessions.Delete(id); err != nil {
 				return fmt.Errorf("delete session record: %w", err)
 			}
+			bk.written[uploadID] = nil
 		}
 		// Collect first: deleting under a bbolt cursor skips entries.
 		prefix := uploadPrefix(uploadID)
@@ -464,13 +508,12 @@ func (b *BoltStore) Close() error {
 
 // modifySession applies fn to the stored session and writes the result.
 func modifySession(bk boltBuckets, uploadID string, fn func(*Session) error) (Session, error) {
-	v := bk.sessions.Get([]byte(uploadID))
-	if v == nil {
-		return Session{}, ErrSessionNotFound
-	}
-	old, err := decodeSession(v)
+	old, found, err := bk.current(uploadID)
 	if err != nil {
 		return Session{}, err
+	}
+	if !found {
+		return Session{}, ErrSessionNotFound
 	}
 	s := old
 	if err := fn(&s); err != nil {
@@ -483,15 +526,19 @@ func modifySession(bk boltBuckets, uploadID string, fn func(*Session) error) (Se
 }
 
 // putSession writes s, replacing old (nil for a new session), and moves its
-// sweep index entry. It returns s as it now reads back.
+// sweep index entry. It returns s as it now reads back, and records it in
+// bk.written.
 func putSession(bk boltBuckets, old *Session, s Session) (Session, error) {
+	s = storedTimes(s)
 	v, err := json.Marshal(s)
 	if err != nil {
 		return Session{}, fmt.Errorf("encode session: %w", err)
 	}
-	stored, err := decodeSession(v)
-	if err != nil {
-		return Session{}, err
+	stored := s
+	if !validUTF8(s) { // JSON replaced the invalid bytes: read them back
+		if stored, err = decodeSession(v); err != nil {
+			return Session{}, err
+		}
 	}
 	if old != nil && !old.SweepAt.IsZero() {
 		if err := bk.sweep.Delete(sweepKey(old.SweepAt, old.UploadID)); err != nil {
@@ -506,7 +553,33 @@ func putSession(bk boltBuckets, old *Session, s Session) (Session, error) {
 	if err := bk.sessions.Put([]byte(s.UploadID), v); err != nil {
 		return Session{}, fmt.Errorf("write session record: %w", err)
 	}
+	bk.written[s.UploadID] = &stored
 	return stored, nil
+}
+
+// storedTimes returns s with its times as a JSON record gives them back: in
+// UTC, without a monotonic clock reading. Encoding such a session and
+// decoding it again gives the same session, so a write need not decode what
+// it stored.
+func storedTimes(s Session) Session {
+	for _, t := range []*time.Time{
+		&s.Created, &s.LastSeen, &s.IdleDeadline, &s.AbsDeadline,
+		&s.FileExpires, &s.CompletedAt, &s.FirstCreated, &s.SweepAt,
+	} {
+		*t = t.Round(0).UTC()
+	}
+	return s
+}
+
+// validUTF8 reports whether every string of s is valid UTF-8 (JSON encodes
+// the others with replacement characters).
+func validUTF8(s Session) bool {
+	for _, v := range []string{s.UploadID, s.SlotKey, s.SlotPath, string(s.Kind), string(s.Protocol), s.Type, s.LastAddr} {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
 }
 
 // mapSlot maps slotKey to uploadID, replacing an earlier mapping of the slot.
@@ -574,9 +647,9 @@ func decodeSweepNanos(k []byte) int64 {
 // bytes each); beyond it, an arbitrary entry makes room.
 const sessionCacheSize = 8192
 
-// sessionCache holds decoded sessions. A write drops its upload's entry
-// after its commit, and bumps gen, so that a Get that read the database
-// before the commit does not put the old record back.
+// sessionCache holds decoded sessions. After each commit the sessions it
+// wrote replace their entries, and gen is bumped, so that a Get that read the
+// database before the commit does not put the old record back.
 type sessionCache struct {
 	mu  sync.Mutex
 	gen uint64
@@ -597,7 +670,12 @@ func (c *sessionCache) put(s Session, gen uint64) {
 	if c.gen != gen {
 		return
 	}
-	if len(c.m) >= sessionCacheSize {
+	c.store(s)
+}
+
+// store caches s; if the cache is full, an arbitrary entry makes room.
+func (c *sessionCache) store(s Session) {
+	if _, ok := c.m[s.UploadID]; !ok && len(c.m) >= sessionCacheSize {
 		for k := range c.m {
 			delete(c.m, k)
 			break
@@ -606,11 +684,23 @@ func (c *sessionCache) put(s Session, gen uint64) {
 	c.m[s.UploadID] = s
 }
 
-func (c *sessionCache) invalidate(group []*boltWrite) {
+// committed records a committed transaction: the sessions its writes stored
+// (written, nil for a deleted one) replace the cached ones, and any other
+// session a write of group named is dropped.
+func (c *sessionCache) committed(group []*boltWrite, written map[string]*Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
 	for _, w := range group {
-		delete(c.m, w.id)
+		if _, ok := written[w.id]; !ok {
+			delete(c.m, w.id)
+		}
+	}
+	for id, s := range written {
+		if s == nil {
+			delete(c.m, id)
+		} else {
+			c.store(*s)
+		}
 	}
 }

@@ -85,3 +85,38 @@ func (b *BoltStore) Commits() uint64 { return b.commits.Load() }
 func (b *BoltStore) UpdateRaw(ctx context.Context, fn func(sessions *bolt.Bucket) error) error {
 	return b.update(ctx, "raw write", "", func(bk boltBuckets) error { return fn(bk.sessions) })
 }
+
+// PageWrites is the number of page writes of the store's committed transactions.
+func (b *BoltStore) PageWrites() int64 {
+	st := b.db.Stats()
+	return st.TxStats.GetWrite()
+}
+
+// CheckCache verifies that every cached session equals its record in the database.
+func (b *BoltStore) CheckCache() error {
+	b.cache.mu.Lock()
+	cached := make(map[string]Session, len(b.cache.m))
+	for id, s := range b.cache.m {
+		cached[id] = s
+	}
+	b.cache.mu.Unlock()
+	return b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(bucketSessions))
+		var errs []error
+		for id, c := range cached {
+			v := bk.Get([]byte(id))
+			if v == nil {
+				errs = append(errs, fmt.Errorf("cached session %d has no record", len(errs)))
+				continue
+			}
+			s, err := decodeSession(v)
+			if err != nil {
+				return err
+			}
+			if c != s {
+				errs = append(errs, fmt.Errorf("cached session differs from its record:\n%+v\n%+v", c, s))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}

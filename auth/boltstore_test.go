@@ -33,6 +33,9 @@ func TestBoltStoreContract(t *testing.T) {
 			if err := st.CheckIndexes(); err != nil {
 				t.Errorf("indexes after the test: %v", err)
 			}
+			if err := st.CheckCache(); err != nil {
+				t.Errorf("cache after the test: %v", err)
+			}
 			if err := st.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
@@ -295,5 +298,41 @@ func TestBoltStoreCacheFollowsWrites(t *testing.T) {
 	}
 	if _, err := st.Get(ctx, s.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Fatalf("Get after Delete: %v, want ErrSessionNotFound", err)
+	}
+}
+
+// A session whose strings are not valid UTF-8 reads back as JSON stored it
+// (with replacement characters), from the cache as from the file.
+func TestBoltStoreCacheKeepsWhatTheRecordHolds(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	st := openBolt(t, path)
+	s := sessiontest.Sample(1)
+	s.SlotPath, s.Type = "slot-1/caf\xe9.jpg", "image/\xff"
+	created, _, err := st.Create(ctx, s)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if created.SlotPath != "slot-1/caf\ufffd.jpg" || created.Type != "image/\ufffd" {
+		t.Errorf("Create returned %q %q, want the strings as stored", created.SlotPath, created.Type)
+	}
+	updated, err := st.Update(ctx, s.UploadID, func(p *auth.Session) error { p.LastAddr = "\xfe"; return nil })
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if err := st.CheckCache(); err != nil {
+		t.Error(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openBolt(t, path)
+	defer st.Close()
+	got, err := st.Get(ctx, s.UploadID)
+	if err != nil {
+		t.Fatalf("Get after reopening: %v", err)
+	}
+	if got != updated {
+		t.Errorf("after reopening Get = %+v, want %+v", got, updated)
 	}
 }
