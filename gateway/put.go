@@ -12,6 +12,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/storage"
 )
 
 // contentRange is a parsed "Content-Range: bytes first-last/total".
@@ -475,6 +476,8 @@ func (g *Gateway) putConfirm(w http.ResponseWriter, r *http.Request, id string, 
 // headAtSlot answers HEAD on a slot URL that carries its signature: the
 // resume state of the slot's upload (tus headers, and Range for what is stored).
 func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
+	// Only a read: the storage may answer from its cache of upload states.
+	r = r.WithContext(storage.ReadOnly(r.Context()))
 	ctx := r.Context()
 	id, info, expired, rf := g.checkSlotOfUpload(r, sp)
 	if rf != nil {

@@ -105,7 +105,16 @@ func (g *guard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	return g.wrap(up), nil
 }
 
+// GetUpload reads an upload. A read-only request (ReadOnly) may get its state
+// from the cache that the locker keeps (infocache.go).
 func (g *guard) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
+	if isReadOnly(ctx) {
+		return g.readUpload(id, func() (handler.Upload, error) { return g.getUpload(ctx, id) })
+	}
+	return g.getUpload(ctx, id)
+}
+
+func (g *guard) getUpload(ctx context.Context, id string) (handler.Upload, error) {
 	up, err := g.core.GetUpload(ctx, id)
 	// filestore writes an upload's .info in place (truncate, then write): a
 	// read that races with a creation can see it empty or half written.
@@ -132,8 +141,15 @@ func (g *guard) wrap(u handler.Upload) handler.Upload {
 }
 
 func unwrapGuarded(u handler.Upload) handler.Upload {
-	if w, ok := u.(guardedUpload); ok {
+	switch w := u.(type) {
+	case guardedUpload:
 		return w.inner
+	case *recordingUpload:
+		return unwrapGuarded(w.Upload)
+	case *cachedUpload:
+		if up, err := w.get(); err == nil {
+			return unwrapGuarded(up)
+		}
 	}
 	return u
 }

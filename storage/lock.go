@@ -49,6 +49,12 @@ type contendedLocker struct {
 	local map[string]int // upload ID → locks held or being acquired here
 	// remote caches the shared locker's answers for heldTTL.
 	remote map[string]heldAnswer
+	// infos caches the state of uploads for read-only requests (see
+	// infocache.go); nil with a shared locker. gen counts the locks taken
+	// and released here.
+	infos map[string]cachedInfo
+	gen   uint64
+	now   func() time.Time
 }
 
 // heldTTL is how long a shared locker's answer about a lock held elsewhere
@@ -72,8 +78,11 @@ type heldAnswer struct {
 }
 
 func newContendedLocker(inner handler.Locker) *contendedLocker {
-	l := &contendedLocker{inner: inner, readWait: readLockWait, local: make(map[string]int), remote: make(map[string]heldAnswer)}
+	l := &contendedLocker{inner: inner, readWait: readLockWait, local: make(map[string]int), remote: make(map[string]heldAnswer), now: time.Now}
 	l.held, _ = inner.(HeldChecker)
+	if l.held == nil {
+		l.infos = make(map[string]cachedInfo)
+	}
 	return l
 }
 
@@ -86,14 +95,17 @@ func (l *contendedLocker) NewLock(id string) (handler.Lock, error) {
 }
 
 // enter and leave count a lock being acquired or held in this process.
+// Either drops the upload's cached state: its holder may change it.
 func (l *contendedLocker) enter(id string) {
 	l.mu.Lock()
 	l.local[id]++
+	l.changed(id)
 	l.mu.Unlock()
 }
 
 func (l *contendedLocker) leave(id string) {
 	l.mu.Lock()
+	l.changed(id)
 	if l.local[id] <= 1 {
 		delete(l.local, id)
 	} else {
