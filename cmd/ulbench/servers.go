@@ -6,8 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"golang.org/x/exp/slog"
 	"io"
+	"log"
+	stdslog "log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -30,6 +31,7 @@ import (
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
 	"github.com/uploadgate/uploadgate/storage/redislock"
+	"golang.org/x/exp/slog"
 )
 
 // The servers below run as child processes of the driver (`ulbench serve-…`),
@@ -103,7 +105,7 @@ func serveTusd(args []string) error {
 		BasePath:       "/files/",
 		StoreComposer:  composer,
 		NetworkTimeout: 60 * time.Second,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:         tusdCommandLogger(os.Stdout),
 	})
 	if err != nil {
 		return err
@@ -117,6 +119,34 @@ func serveTusd(args []string) error {
 		ReadHeaderTimeout: 60 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	})
+}
+
+// tusdCommandLogger logs as tusd's command does by default (its
+// SetupStructuredLogger): every event at level info, as text through a
+// log.Logger that prefixes the time, "msg" renamed "event". The gateway
+// likewise logs a line per request at its default level.
+func tusdCommandLogger(w io.Writer) *slog.Logger {
+	l := log.New(w, "", log.LstdFlags|log.Lmicroseconds)
+	return slog.New(slog.NewTextHandler(logWriter{l}, &slog.HandlerOptions{
+		Level: slog.LevelInfo,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			switch a.Key {
+			case slog.TimeKey:
+				return slog.Attr{}
+			case slog.MessageKey:
+				a.Key = "event"
+			}
+			return a
+		},
+	}))
+}
+
+// logWriter hands each record to a log.Logger, which adds the time.
+type logWriter struct{ l *log.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Print(string(p))
+	return len(p), nil
 }
 
 // serveCopy is the limit: PUT /<name> is io.Copy'd into a file, nothing else.
@@ -218,6 +248,8 @@ func serveGateway(args []string) error {
 	gw, err := gateway.New(gateway.Config{
 		Verifier: verifier, Sessions: sessions, Storage: backend, IDKey: idKey,
 		NetworkTimeout: *netTimeout, CORSOrigins: []string{"*"},
+		// As `uploadgate serve` logs by default: a text line per request.
+		Logger: stdslog.New(stdslog.NewTextHandler(os.Stderr, &stdslog.HandlerOptions{Level: stdslog.LevelInfo})),
 	})
 	if err != nil {
 		return err
