@@ -376,6 +376,7 @@ func (b *bench) concurrent() *scenarioResult {
 		var errs atomic.Int64
 		var firstErr atomic.Value
 		var wg sync.WaitGroup
+		cpu0, reads0 := t.Server.CPUTime(), t.Server.ReadCalls()
 		start := time.Now()
 		for i := 0; i < c.Conc; i++ {
 			wg.Add(1)
@@ -392,9 +393,15 @@ func (b *bench) concurrent() *scenarioResult {
 		}
 		wg.Wait()
 		wall := time.Since(start)
+		cpu, reads := t.Server.CPUTime()-cpu0, t.Server.ReadCalls()-reads0
 		client.CloseIdleConnections()
 		ok := int64(c.Conc) - errs.Load()
 		tr.metric("MiB/s", "MiB/s").add(float64(ok*c.ConcSize) / MiB / wall.Seconds())
+		if ok > 0 {
+			mib := float64(ok*c.ConcSize) / MiB
+			tr.metric("server CPU ms/MiB", "ms").add(float64(cpu.Microseconds()) / 1000 / mib)
+			tr.metric("server reads/MiB", "").add(float64(reads) / mib)
+		}
 		tr.metric("p50 ms", "ms").add(percentileMS(lat, 50))
 		tr.metric("p99 ms", "ms").add(percentileMS(lat, 99))
 		tr.metric("errors", "").add(float64(errs.Load()))
@@ -508,6 +515,7 @@ func (b *bench) heads() *scenarioResult {
 			return
 		}
 		h := hdrs[t]
+		cpu0 := t.Server.CPUTime()
 		rate, p50, p99, errs, first := load(c.HeadConns, c.HeadDuration, func(cl *http.Client) error {
 			st, off, err := tusHead(context.Background(), cl, u, h)
 			if err != nil {
@@ -519,6 +527,7 @@ func (b *bench) heads() *scenarioResult {
 			return nil
 		})
 		sc.target(t.Name).addLoad(r, rate, p50, p99, errs, first)
+		sc.target(t.Name).addServerCPU(t.Server.CPUTime()-cpu0, rate*c.HeadDuration.Seconds())
 	})
 	b.stopAll(sc, targets)
 	sc.finish([][2]string{{"ug-bolt", "tusd"}, {"ug-redis", "tusd"}, {"ug-bolt-slot", "tusd"}, {"ug-redis", "ug-bolt"}})
@@ -545,11 +554,13 @@ func (b *bench) creations() *scenarioResult {
 		return sc
 	}
 	b.rounds(targets, func(r int, t *target) {
+		cpu0 := t.Server.CPUTime()
 		rate, p50, p99, errs, first := load(c.CreateConns, c.CreateDuration, func(cl *http.Client) error {
 			_, _, err := tusCreate(context.Background(), cl, t, fmt.Sprintf("n-%d.bin", b.n.Add(1)), KiB)
 			return err
 		})
 		sc.target(t.Name).addLoad(r, rate, p50, p99, errs, first)
+		sc.target(t.Name).addServerCPU(t.Server.CPUTime()-cpu0, rate*c.CreateDuration.Seconds())
 		removeUploads(t.Server)
 	})
 	b.stopAll(sc, targets)

@@ -173,11 +173,23 @@ func (p *proc) PeakRSS() int64 {
 	if pid == 0 {
 		return 0
 	}
-	return procStatusKiB(pid, "VmHWM:")
+	return procField(pid, "status", "VmHWM:")
 }
 
-func procStatusKiB(pid int, key string) int64 {
-	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+// ReadCalls is the number of read system calls the process has made so far
+// (syscr of /proc/<pid>/io): per MiB received, it tells how much each read
+// returned.
+func (p *proc) ReadCalls() int64 {
+	pid := p.PID()
+	if pid == 0 {
+		return 0
+	}
+	return procField(pid, "io", "syscr:")
+}
+
+// procField is the number after key in /proc/<pid>/<file> (a " kB" unit dropped).
+func procField(pid int, file, key string) int64 {
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(pid), file))
 	if err != nil {
 		return 0
 	}

@@ -97,6 +97,14 @@ func (t *targetResult) addLoad(round int, rate, p50, p99 float64, errs int64, fi
 	}
 }
 
+// addServerCPU records the CPU time the server process used for n requests
+// of a round (10 ms resolution; a Redis server's own CPU is not included).
+func (t *targetResult) addServerCPU(cpu time.Duration, n float64) {
+	if n > 0 {
+		t.metric("server CPU µs/req", "µs").add(float64(cpu.Microseconds()) / n)
+	}
+}
+
 func (sc *scenarioResult) target(name string) *targetResult {
 	for _, t := range sc.Targets {
 		if t.Name == name {
