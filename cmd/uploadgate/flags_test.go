@@ -55,6 +55,7 @@ func TestBadConfigIsOneLineAndExitCode2(t *testing.T) {
 		{[]string{"serve", "--network-timeout", "soon"}, "network-timeout"},
 		{[]string{"serve", "--lock-timeout", "-1s"}, "--lock-timeout"},
 		{[]string{"serve", "--redis-url", "http://x"}, "--redis-url"},
+		{[]string{"serve", "--session-db", "s.db", "--redis-url", "redis://127.0.0.1:1"}, "--session-db"},
 		{[]string{"serve", "--storage", "s3"}, "--s3-bucket"},
 		{[]string{"serve", "--storage", "s3", "--s3-bucket", "b", "--s3-endpoint", "nowhere"}, "--s3-endpoint"},
 		{[]string{"serve", "--storage", "tape"}, "--storage"},

@@ -47,6 +47,7 @@ type serveConfig struct {
 	TrustedProxies listFlag
 	Storage        string
 	RedisURL       string
+	SessionDB      string
 	S3             storage.S3Config
 	S3PartSize     byteSize
 	SessionIdleTTL time.Duration
@@ -78,6 +79,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For is believed")
 	fs.StringVar(&c.Storage, "storage", "disk", "storage backend: disk or s3")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis for sessions and upload locks shared by several instances: redis://host:port/db, rediss://, ?master_name= for Sentinel, redis+cluster:// for Cluster")
+	fs.StringVar(&c.SessionDB, "session-db", "", "file of the embedded session store (without --redis-url); default <data-dir>/sessions.db. Its syncs need not share a file system with the uploads")
 	fs.StringVar(&c.S3.Bucket, "s3-bucket", "", "S3 bucket (storage s3)")
 	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "", "URL of an S3-compatible server; empty for AWS")
 	fs.StringVar(&c.S3.Region, "s3-region", "us-east-1", "S3 region")
@@ -155,6 +157,9 @@ func (c *serveConfig) validate() error {
 			return usageError(fmt.Sprintf("invalid --redis-url: %v", err))
 		}
 		cl.Close()
+	}
+	if c.SessionDB != "" && c.RedisURL != "" {
+		return usageError("invalid --session-db: sessions are in Redis with --redis-url")
 	}
 	if c.SessionIdleTTL <= 0 {
 		return usageError("invalid --session-idle-ttl: must be positive")
@@ -287,7 +292,14 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		defer rl.Close()
 		locker = rl
 	} else {
-		bs, err := auth.OpenBoltStore(filepath.Join(c.DataDir, "sessions.db"))
+		path := c.SessionDB
+		if path == "" {
+			path = filepath.Join(c.DataDir, "sessions.db")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("session store: %w", err)
+		}
+		bs, err := auth.OpenBoltStore(path)
 		if err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}

@@ -384,3 +384,32 @@ func TestNetworkTimeoutEndsStalledBody(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// --session-db puts the session store elsewhere than the data directory:
+// a session written there is found by the next start with the same flag.
+func TestSessionDBPath(t *testing.T) {
+	data := t.TempDir()
+	db := filepath.Join(t.TempDir(), "fast", "sessions.db")
+	s := startServe(t, "--data-dir", data, "--session-db", db)
+	if code := put(t, signSlot(t, s.URL, "d", "a.bin", 5), []byte("hello")); code != http.StatusCreated {
+		t.Fatalf("PUT: %d", code)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "sessions.db")); !os.IsNotExist(err) {
+		t.Errorf("sessions.db in the data directory: %v; want none", err)
+	}
+	st, err := auth.OpenBoltStore(db)
+	if err != nil {
+		t.Fatalf("open %s: %v", db, err)
+	}
+	defer st.Close()
+	id, err := st.LookupSlot(context.Background(), auth.SlotKey("d/a.bin"))
+	if err != nil {
+		t.Fatalf("the slot in %s: %v", db, err)
+	}
+	if sess, err := st.Get(context.Background(), id); err != nil || !sess.Complete {
+		t.Fatalf("session in %s: %+v, %v; want the complete upload's", db, sess, err)
+	}
+}
