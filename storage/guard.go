@@ -80,7 +80,7 @@ func (g *guard) useIn(c *handler.StoreComposer) {
 func (g *guard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
 	if info.ID == "" {
 		up, err := g.core.NewUpload(ctx, info)
-		return g.wrap(up), g.classify(ctx, "create", err)
+		return g.wrap(up, ""), g.classify(ctx, "create", err)
 	}
 	lock, err := g.locker.NewLock(info.ID)
 	if err != nil {
@@ -102,7 +102,7 @@ func (g *guard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.U
 	if err != nil {
 		return nil, g.classify(ctx, "create", err)
 	}
-	return g.wrap(up), nil
+	return g.wrap(up, info.ID), nil
 }
 
 // GetUpload reads an upload. A read-only request (ReadOnly) may get its state
@@ -130,14 +130,47 @@ func (g *guard) getUpload(ctx context.Context, id string) (handler.Upload, error
 	if err != nil {
 		return nil, g.classify(ctx, "get", err)
 	}
-	return g.wrap(up), nil
+	return g.wrap(up, id), nil
 }
 
-func (g *guard) wrap(u handler.Upload) handler.Upload {
+// wrap guards the upload u with ID id ("" if not known: a new upload whose
+// ID the store chose, which nothing has read yet).
+func (g *guard) wrap(u handler.Upload, id string) handler.Upload {
 	if u == nil {
 		return nil
 	}
-	return guardedUpload{inner: u, g: g}
+	return guardedUpload{inner: u, g: g, id: id}
+}
+
+// uploadID is the ID that u was read or created with.
+func uploadID(u handler.Upload) string {
+	switch w := u.(type) {
+	case guardedUpload:
+		return w.id
+	case *recordingUpload:
+		return w.id
+	case *cachedUpload:
+		return w.id
+	}
+	return ""
+}
+
+// changing drops the cached state of an upload before and after a write
+// (call it as defer g.changing(id)()). Every write holds the upload's lock,
+// which does the same, except tusd's concatenation, which writes the final
+// upload it has just created without it.
+func (g *guard) changing(id string) func() {
+	l, ok := g.locker.(*contendedLocker)
+	if !ok || l.infos == nil {
+		return func() {}
+	}
+	drop := func() {
+		l.mu.Lock()
+		l.changed(id)
+		l.mu.Unlock()
+	}
+	drop()
+	return drop
 }
 
 func unwrapGuarded(u handler.Upload) handler.Upload {
@@ -155,11 +188,11 @@ func unwrapGuarded(u handler.Upload) handler.Upload {
 }
 
 func (g *guard) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
-	return guardedTerm{inner: g.term.AsTerminatableUpload(unwrapGuarded(u)), g: g}
+	return guardedTerm{inner: g.term.AsTerminatableUpload(unwrapGuarded(u)), g: g, id: uploadID(u)}
 }
 
 func (g *guard) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
-	return guardedLength{inner: g.length.AsLengthDeclarableUpload(unwrapGuarded(u)), g: g}
+	return guardedLength{inner: g.length.AsLengthDeclarableUpload(unwrapGuarded(u)), g: g, id: uploadID(u)}
 }
 
 func (g *guard) AsServableUpload(u handler.Upload) handler.ServableUpload {
@@ -167,12 +200,13 @@ func (g *guard) AsServableUpload(u handler.Upload) handler.ServableUpload {
 }
 
 func (g *guard) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
-	return guardedConcat{inner: g.concat.AsConcatableUpload(unwrapGuarded(u)), g: g}
+	return guardedConcat{inner: g.concat.AsConcatableUpload(unwrapGuarded(u)), g: g, id: uploadID(u)}
 }
 
 type guardedUpload struct {
 	inner handler.Upload
 	g     *guard
+	id    string
 }
 
 func (u guardedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
@@ -181,6 +215,7 @@ func (u guardedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 }
 
 func (u guardedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	defer u.g.changing(u.id)()
 	n, err := u.inner.WriteChunk(ctx, offset, src)
 	return n, u.g.classify(ctx, "write", err)
 }
@@ -191,24 +226,29 @@ func (u guardedUpload) GetReader(ctx context.Context) (io.ReadCloser, error) {
 }
 
 func (u guardedUpload) FinishUpload(ctx context.Context) error {
+	defer u.g.changing(u.id)()
 	return u.g.classify(ctx, "finish", u.inner.FinishUpload(ctx))
 }
 
 type guardedTerm struct {
 	inner handler.TerminatableUpload
 	g     *guard
+	id    string
 }
 
 func (t guardedTerm) Terminate(ctx context.Context) error {
+	defer t.g.changing(t.id)()
 	return t.g.classify(ctx, "terminate", t.inner.Terminate(ctx))
 }
 
 type guardedLength struct {
 	inner handler.LengthDeclarableUpload
 	g     *guard
+	id    string
 }
 
 func (l guardedLength) DeclareLength(ctx context.Context, length int64) error {
+	defer l.g.changing(l.id)()
 	return l.g.classify(ctx, "declare length", l.inner.DeclareLength(ctx, length))
 }
 
@@ -224,9 +264,11 @@ func (s guardedServe) ServeContent(ctx context.Context, w http.ResponseWriter, r
 type guardedConcat struct {
 	inner handler.ConcatableUpload
 	g     *guard
+	id    string
 }
 
 func (c guardedConcat) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	defer c.g.changing(c.id)()
 	inner := make([]handler.Upload, len(partials))
 	for i, p := range partials {
 		inner[i] = unwrapGuarded(p)

@@ -25,9 +25,10 @@ type cachedInfo struct {
 // The info cache lives in contendedLocker, under its mutex, because it is the
 // locks that tell when an upload may change: every write of an upload (a
 // PATCH, a creation with a body, a completion, a termination) holds its
-// lock. It is kept only when the locker is local to this process; with a
-// shared locker other instances write uploads without this process seeing
-// their locks.
+// lock, except tusd's concatenation into a final upload it has just
+// created; the guard's writes drop the entry too (guard.changing). It is
+// kept only when the locker is local to this process; with a shared locker
+// other instances write uploads without this process seeing their locks.
 
 // infoGen returns the generation that a read must present to cache what it read.
 func (l *contendedLocker) infoGen() uint64 {
@@ -88,7 +89,7 @@ func (g *guard) readUpload(id string, get func() (handler.Upload, error)) (handl
 		return get()
 	}
 	if info, ok := l.cachedInfo(id); ok {
-		return &cachedUpload{info: info, get: get}, nil
+		return &cachedUpload{id: id, info: info, get: get}, nil
 	}
 	gen := l.infoGen()
 	up, err := get()
@@ -117,6 +118,7 @@ func (u *recordingUpload) GetInfo(ctx context.Context) (handler.FileInfo, error)
 // cachedUpload is an upload whose state came from the cache. A read-only
 // request only asks for its state; anything else reads the upload first.
 type cachedUpload struct {
+	id   string
 	info handler.FileInfo
 	get  func() (handler.Upload, error)
 }

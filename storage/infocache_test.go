@@ -189,3 +189,33 @@ func TestCachedUploadReadsTheStorage(t *testing.T) {
 		t.Fatalf("terminate through the cached upload: %v", err)
 	}
 }
+
+// A write made without the upload's lock (tusd writes the final upload of a
+// concatenation so) also drops the cached state, as do completing and
+// terminating the upload.
+func TestReadOnlyInfoDroppedByWriteWithoutLock(t *testing.T) {
+	b, _, _ := newCachedBackend(t)
+	ctx := context.Background()
+	ro := ReadOnly(ctx)
+	offsetOf(t, ro, b, "up") // cached: 3
+	up, err := b.Upload(ctx, "up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.WriteChunk(ctx, 3, strings.NewReader("defghij")); err != nil {
+		t.Fatal(err)
+	}
+	if got := offsetOf(t, ro, b, "up"); got != 10 {
+		t.Errorf("read-only read after a write without the lock: offset %d, want 10", got)
+	}
+	cached, err := b.Upload(ro, "up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Composer.Terminater.AsTerminatableUpload(cached).Terminate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Info(ro, "up"); err == nil {
+		t.Error("read-only read after the upload was terminated found it")
+	}
+}
