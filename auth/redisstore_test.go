@@ -333,9 +333,10 @@ func TestRedisStoreExpiry(t *testing.T) {
 		if _, err := st.Get(ctx, gone[0].UploadID); err != nil {
 			t.Fatalf("Get before the expiry: %v", err)
 		}
+		// Wait for the last of the three to expire (they are 1 ms apart).
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			_, err := st.Get(ctx, gone[0].UploadID)
+			_, err := st.Get(ctx, gone[len(gone)-1].UploadID)
 			if errors.Is(err, auth.ErrSessionNotFound) {
 				break
 			}
