@@ -44,7 +44,7 @@ type guard struct {
 	concat  handler.ConcaterDataStore
 	length  handler.LengthDeferrerDataStore
 	content handler.ContentServerDataStore
-	locker  handler.Locker
+	locker  *contendedLocker
 	timeout time.Duration
 	log     *slog.Logger
 }
@@ -160,17 +160,8 @@ func uploadID(u handler.Upload) string {
 // which does the same, except tusd's concatenation, which writes the final
 // upload it has just created without it.
 func (g *guard) changing(id string) func() {
-	l, ok := g.locker.(*contendedLocker)
-	if !ok || l.infos == nil {
-		return func() {}
-	}
-	drop := func() {
-		l.mu.Lock()
-		l.changed(id)
-		l.mu.Unlock()
-	}
-	drop()
-	return drop
+	g.locker.dropInfo(id)
+	return func() { g.locker.dropInfo(id) }
 }
 
 func unwrapGuarded(u handler.Upload) handler.Upload {

@@ -9,9 +9,10 @@ import (
 )
 
 // infoTTL is how long a read-only request may answer an upload's state from
-// the cache. The cache is exact for changes made by this process (each lock
-// taken or released drops the upload's entry); the TTL bounds how long a
-// change made behind its back, such as a file removed by hand, goes unseen.
+// the cache. The cache is exact for changes made by this process (each
+// write, and each lock taken or released, drops the upload's entry); the TTL
+// bounds how long a change made behind its back, such as a file removed by
+// hand, goes unseen.
 const infoTTL = time.Second
 
 // maxInfos bounds the cached upload states; an arbitrary entry makes room.
@@ -54,8 +55,8 @@ func (l *contendedLocker) cachedInfo(id string) (handler.FileInfo, bool) {
 }
 
 // storeInfo caches info, read by a request that took gen before reading,
-// unless a lock of any upload was taken or released since (the read may
-// predate a write) or one of this upload is held now.
+// unless an upload was written or a lock taken or released since (the read
+// may predate a write) or this upload's lock is held now.
 func (l *contendedLocker) storeInfo(id string, info handler.FileInfo, gen uint64) {
 	if l.infos == nil {
 		return
@@ -81,11 +82,18 @@ func (l *contendedLocker) changed(id string) {
 	delete(l.infos, id)
 }
 
+// dropInfo drops the cached state of id (an upload being written).
+func (l *contendedLocker) dropInfo(id string) {
+	l.mu.Lock()
+	l.changed(id)
+	l.mu.Unlock()
+}
+
 // readUpload answers a read-only request's GetUpload from the cache, or reads
 // the upload with get and caches the state its GetInfo returns.
 func (g *guard) readUpload(id string, get func() (handler.Upload, error)) (handler.Upload, error) {
-	l, ok := g.locker.(*contendedLocker)
-	if !ok || l.infos == nil {
+	l := g.locker
+	if l.infos == nil {
 		return get()
 	}
 	if info, ok := l.cachedInfo(id); ok {

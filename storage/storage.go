@@ -107,12 +107,12 @@ func assemble(cfg Config, store tusStore, ping func(context.Context) error) *Bac
 	if cfg.Locker != nil {
 		locker = cfg.Locker
 	}
-	locker = newContendedLocker(locker)
+	contended := newContendedLocker(locker)
 	composer := handler.NewStoreComposer()
-	guarded := &guard{core: store, term: store, concat: store, length: store, content: store, locker: locker, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
+	guarded := &guard{core: store, term: store, concat: store, length: store, content: store, locker: contended, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
 	guarded.useIn(composer)
-	composer.UseLocker(locker)
-	return &Backend{Composer: composer, core: guarded, locker: locker, logger: cfg.Logger, ping: ping}
+	composer.UseLocker(contended)
+	return &Backend{Composer: composer, core: guarded, locker: contended, logger: cfg.Logger, ping: ping}
 }
 
 // RegisterMetrics registers the backend's own metrics (s3store's request
