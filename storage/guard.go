@@ -47,6 +47,7 @@ type guard struct {
 	locker  *contendedLocker
 	timeout time.Duration
 	log     *slog.Logger
+	bufs    copyBuffers
 }
 
 // classify turns a storage error into the error clients should see. tusd's
@@ -207,7 +208,7 @@ func (u guardedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 
 func (u guardedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
 	defer u.g.changing(u.id)()
-	n, err := u.inner.WriteChunk(ctx, offset, src)
+	n, err := u.inner.WriteChunk(ctx, offset, grownSource{r: src, bufs: &u.g.bufs})
 	return n, u.g.classify(ctx, "write", err)
 }
 
