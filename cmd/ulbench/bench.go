@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -377,6 +379,7 @@ func (b *bench) concurrent() *scenarioResult {
 		var firstErr atomic.Value
 		var wg sync.WaitGroup
 		cpu0, reads0 := t.Server.CPUTime(), t.Server.ReadCalls()
+		ops0 := t.Server.opSeconds(context.Background())
 		start := time.Now()
 		for i := 0; i < c.Conc; i++ {
 			wg.Add(1)
@@ -401,6 +404,7 @@ func (b *bench) concurrent() *scenarioResult {
 			mib := float64(ok*c.ConcSize) / MiB
 			tr.metric("server CPU ms/MiB", "ms").add(float64(cpu.Microseconds()) / 1000 / mib)
 			tr.metric("server reads/MiB", "").add(float64(reads) / mib)
+			addOpWaits(tr, ops0, t.Server.opSeconds(context.Background()), ok)
 		}
 		tr.metric("p50 ms", "ms").add(percentileMS(lat, 50))
 		tr.metric("p99 ms", "ms").add(percentileMS(lat, 99))
@@ -413,6 +417,27 @@ func (b *bench) concurrent() *scenarioResult {
 	b.stopAll(sc, targets)
 	sc.finish([][2]string{{"ug-put", "copy"}, {"tusd", "copy"}, {"ug-put", "tusd"}, {"ug-tus", "tusd"}, {"ug-put", "tusd-post"}, {"tusd-post", "copy"}})
 	return sc
+}
+
+// addOpWaits records, for an uploadgate server, how long each upload spent on
+// average in each session store operation, creating its file and taking its
+// lock: the growth of the server's operation time sums between before and
+// after, divided by the uploads.
+func addOpWaits(tr *targetResult, before, after map[string]float64, uploads int64) {
+	if len(after) == 0 || uploads == 0 {
+		return
+	}
+	for _, op := range slices.Sorted(maps.Keys(after)) {
+		d := (after[op] - before[op]) * 1000 / float64(uploads)
+		switch {
+		case strings.HasPrefix(op, "session_") && after[op] > 0:
+			tr.metric(op+" ms/upload", "ms").add(d)
+		case op == "create":
+			tr.metric("file creation ms/upload", "ms").add(d)
+		case op == "lock":
+			tr.metric("lock wait ms/upload", "ms").add(d)
+		}
+	}
 }
 
 // load runs fn on conns goroutines for d and returns the rate of successes,

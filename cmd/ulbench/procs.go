@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -328,4 +329,45 @@ func startVersityGW(dir string) (*s3Server, error) {
 // CreateBucket creates a bucket on the server.
 func (s *s3Server) CreateBucket(ctx context.Context, name string) error {
 	return s3CreateBucket(ctx, s, name)
+}
+
+// opSeconds is the total time an uploadgate server has spent so far in each
+// storage and session store operation (the _sum series of
+// uploadgate_storage_operation_duration_seconds, by op), from its /metrics.
+// Any other server answers an empty map.
+func (p *proc) opSeconds(ctx context.Context) map[string]float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil
+	}
+	return parseOpSeconds(res.Body)
+}
+
+// parseOpSeconds reads the op sums out of a Prometheus text exposition.
+func parseOpSeconds(r io.Reader) map[string]float64 {
+	const prefix = `uploadgate_storage_operation_duration_seconds_sum{op="`
+	ops := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		op, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			ops[op] = v
+		}
+	}
+	return ops
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,5 +81,20 @@ func TestSummaryAndRatios(t *testing.T) {
 	d := []time.Duration{5, 1, 4, 2, 3}
 	if p := percentileMS(d, 50); p != float64(3)/float64(time.Millisecond) {
 		t.Fatalf("p50 %v", p)
+	}
+}
+
+func TestParseOpSeconds(t *testing.T) {
+	text := `# HELP uploadgate_storage_operation_duration_seconds Duration of calls.
+# TYPE uploadgate_storage_operation_duration_seconds histogram
+uploadgate_storage_operation_duration_seconds_bucket{op="session_create",le="0.001"} 3
+uploadgate_storage_operation_duration_seconds_sum{op="session_create"} 0.25
+uploadgate_storage_operation_duration_seconds_count{op="session_create"} 4
+uploadgate_storage_operation_duration_seconds_sum{op="write"} 1.5e-05
+uploadgate_http_requests_total{door="put"} 7
+`
+	got := parseOpSeconds(strings.NewReader(text))
+	if len(got) != 2 || got["session_create"] != 0.25 || got["write"] != 1.5e-05 {
+		t.Fatalf("parsed %v", got)
 	}
 }
