@@ -228,10 +228,17 @@ func (b *bench) startTusd(name string, env []string, extra ...string) (*proc, er
 	return startProc(name, b.self, args, env, filepath.Join(dir, "data"), filepath.Join(dir, "server.log"), "/healthz")
 }
 
-func (b *bench) startCopy(name string) (*proc, error) {
+func (b *bench) startCopy(name string, extra ...string) (*proc, error) {
 	dir := b.subdir(name)
-	args := []string{"serve-copy", "--listen", "{addr}", "--dir", filepath.Join(dir, "data")}
+	args := append([]string{"serve-copy", "--listen", "{addr}", "--dir", filepath.Join(dir, "data")}, extra...)
 	return startProc(name, b.self, args, nil, filepath.Join(dir, "data"), filepath.Join(dir, "server.log"), "/healthz")
+}
+
+// copyLargeBuffer is the limit server copying in 128 KiB pieces, as
+// uploadgate does once a client's bytes arrive faster than it reads them
+// (io.Copy into a file uses 32 KiB).
+func copyLargeBuffer() targetSpec {
+	return targetSpec{name: "copy-128k", door: door{Kind: "copy"}, extra: []string{"--buffer", "131072"}}
 }
 
 // startTarget starts a fresh server for a door.
@@ -240,7 +247,7 @@ func (b *bench) startTarget(name string, d door, env []string, extra ...string) 
 	var err error
 	switch d.Kind {
 	case "copy":
-		t.Server, err = b.startCopy(name)
+		t.Server, err = b.startCopy(name, extra...)
 	case "tusd", "tusd-post":
 		t.Server, err = b.startTusd(name, env, extra...)
 	default:
@@ -318,6 +325,7 @@ func (b *bench) bigUpload(name string, size int64) *scenarioResult {
 		Description: fmt.Sprintf("one %s upload to disk (no fsync anywhere), fresh server per target", fmtSize(size))}
 	specs := []targetSpec{
 		{name: "copy", door: door{Kind: "copy"}},
+		copyLargeBuffer(),
 		{name: "ug-put", door: door{Kind: "ug-put"}},
 		{name: "ug-tus-1patch", door: door{Kind: "ug-tus"}},
 		{name: "ug-tus-" + fmtSize(ch), door: door{Kind: "ug-tus", Chunk: ch}},
@@ -348,7 +356,7 @@ func (b *bench) bigUpload(name string, size int64) *scenarioResult {
 	})
 	b.stopAll(sc, targets)
 	sc.finish([][2]string{
-		{"ug-put", "copy"}, {"tusd-1patch", "copy"}, {"ug-put", "tusd-1patch"},
+		{"ug-put", "copy"}, {"ug-put", "copy-128k"}, {"tusd-1patch", "copy"}, {"ug-put", "tusd-1patch"},
 		{"ug-tus-1patch", "tusd-1patch"}, {"ug-tus-" + fmtSize(ch), "tusd-" + fmtSize(ch)},
 	})
 	return sc
@@ -361,6 +369,7 @@ func (b *bench) concurrent() *scenarioResult {
 		Description: fmt.Sprintf("%d concurrent uploads of %s (tus: creation + one PATCH; tusd-post: creation with the body)", c.Conc, fmtSize(c.ConcSize))}
 	specs := []targetSpec{
 		{name: "copy", door: door{Kind: "copy"}},
+		copyLargeBuffer(),
 		{name: "ug-put", door: door{Kind: "ug-put"}},
 		{name: "ug-tus", door: door{Kind: "ug-tus"}},
 		{name: "tusd", door: door{Kind: "tusd"}},
@@ -415,7 +424,7 @@ func (b *bench) concurrent() *scenarioResult {
 		removeUploads(t.Server)
 	})
 	b.stopAll(sc, targets)
-	sc.finish([][2]string{{"ug-put", "copy"}, {"tusd", "copy"}, {"ug-put", "tusd"}, {"ug-tus", "tusd"}, {"ug-put", "tusd-post"}, {"tusd-post", "copy"}})
+	sc.finish([][2]string{{"ug-put", "copy"}, {"ug-put", "copy-128k"}, {"ug-tus", "copy-128k"}, {"tusd", "copy"}, {"ug-put", "tusd"}, {"ug-tus", "tusd"}, {"ug-put", "tusd-post"}, {"tusd-post", "copy"}})
 	return sc
 }
 

@@ -154,6 +154,7 @@ func serveCopy(args []string) error {
 	fs := flag.NewFlagSet("serve-copy", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:1081", "address")
 	dir := fs.String("dir", "", "directory")
+	bufSize := fs.Int("buffer", 0, "copy in pieces of this many bytes (0: io.Copy, which copies into a file in 32 KiB pieces)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -171,7 +172,12 @@ func serveCopy(args []string) error {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		_, err = io.Copy(f, r.Body)
+		if *bufSize > 0 {
+			// Hide the file's ReadFrom, which would copy in 32 KiB pieces.
+			_, err = io.CopyBuffer(struct{ io.Writer }{f}, r.Body, make([]byte, *bufSize))
+		} else {
+			_, err = io.Copy(f, r.Body)
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
