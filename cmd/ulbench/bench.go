@@ -216,8 +216,10 @@ func (b *bench) subdir(name string) string {
 func (b *bench) startUploadgate(name string, env []string, extra ...string) (*proc, string, error) {
 	dir := b.subdir(name)
 	secret := randHex(24)
+	// Its default log: a line per request at info, as stock tusd logs its
+	// events (the output goes to a file).
 	args := append([]string{"serve", "--listen", "{addr}", "--data-dir", filepath.Join(dir, "data"),
-		"--secret", secret, "--log-level", "warn"}, extra...)
+		"--secret", secret}, extra...)
 	p, err := startProc(name, b.ug, args, env, filepath.Join(dir, "data"), filepath.Join(dir, "server.log"), "/healthz")
 	return p, secret, err
 }
