@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // Upload bytes are copied from the request to the store in buffers that grow
@@ -13,21 +14,40 @@ import (
 // server CPU per byte than at 32 KiB, because each read and write system call
 // moves more (docs/performance.md). A client that trickles its bytes never
 // fills the small buffer and never holds a large one: a thousand slow mobile
-// uploads cost what they did.
+// uploads cost what they did, and at most maxLargeCopyBuffers large buffers
+// are lent at once (16 MiB), whatever the number of fast uploads.
 const (
-	smallCopyBuffer = 32 << 10
-	largeCopyBuffer = 128 << 10
+	smallCopyBuffer     = 32 << 10
+	largeCopyBuffer     = 128 << 10
+	maxLargeCopyBuffers = 128
 )
 
 // copyBuffers lends copy buffers: a buffer is held only while an upload's
 // bytes are being copied.
-type copyBuffers struct{ small, large sync.Pool }
+type copyBuffers struct {
+	small, large sync.Pool
+	// largeLent counts the large buffers lent; maxLarge bounds it
+	// (maxLargeCopyBuffers if 0).
+	largeLent atomic.Int64
+	maxLarge  int64
+}
 
-func (c *copyBuffers) get(size int) *[]byte {
-	p := &c.small
-	if size == largeCopyBuffer {
-		p = &c.large
+func (c *copyBuffers) getSmall() *[]byte { return fromPool(&c.small, smallCopyBuffer) }
+
+// getLarge lends a large buffer, unless as many as allowed are lent already.
+func (c *copyBuffers) getLarge() (*[]byte, bool) {
+	limit := c.maxLarge
+	if limit == 0 {
+		limit = maxLargeCopyBuffers
 	}
+	if c.largeLent.Add(1) > limit {
+		c.largeLent.Add(-1)
+		return nil, false
+	}
+	return fromPool(&c.large, largeCopyBuffer), true
+}
+
+func fromPool(p *sync.Pool, size int) *[]byte {
 	if b, ok := p.Get().(*[]byte); ok {
 		return b
 	}
@@ -37,6 +57,7 @@ func (c *copyBuffers) get(size int) *[]byte {
 
 func (c *copyBuffers) put(b *[]byte) {
 	if len(*b) == largeCopyBuffer {
+		c.largeLent.Add(-1)
 		c.large.Put(b)
 		return
 	}
@@ -58,7 +79,7 @@ func (s grownSource) Read(p []byte) (int, error) { return s.r.Read(p) }
 // a read error is written first: an interrupted upload keeps every byte that
 // arrived.
 func (s grownSource) WriteTo(w io.Writer) (int64, error) {
-	bp := s.bufs.get(smallCopyBuffer)
+	bp := s.bufs.getSmall()
 	defer func() { s.bufs.put(bp) }()
 	var total int64
 	for {
@@ -81,8 +102,10 @@ func (s grownSource) WriteTo(w io.Writer) (int64, error) {
 			return total, rerr
 		}
 		if n == len(buf) && len(buf) < largeCopyBuffer {
-			s.bufs.put(bp)
-			bp = s.bufs.get(largeCopyBuffer)
+			if large, ok := s.bufs.getLarge(); ok {
+				s.bufs.put(bp)
+				bp = large
+			}
 		}
 	}
 }

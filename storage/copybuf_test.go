@@ -102,6 +102,32 @@ func TestGrownSourceStaysSmallForASlowClient(t *testing.T) {
 	}
 }
 
+// Large buffers are bounded: while as many as allowed are lent, a fast copy
+// goes on in small pieces; each returns its large buffer when it ends.
+func TestLargeCopyBuffersAreBounded(t *testing.T) {
+	bufs := &copyBuffers{maxLarge: 1}
+	held, ok := bufs.getLarge()
+	if !ok {
+		t.Fatal("the first large buffer was refused")
+	}
+	data := randomBytes(3 * smallCopyBuffer)
+	var dst writeSizes
+	if _, err := io.Copy(&dst, grownSource{r: &trickle{data: data, step: 1 << 20}, bufs: bufs}); err != nil || !bytes.Equal(dst.Bytes(), data) {
+		t.Fatalf("copy: %v", err)
+	}
+	wantWrites(t, dst.sizes, smallCopyBuffer, smallCopyBuffer, smallCopyBuffer)
+	bufs.put(held)
+	dst = writeSizes{}
+	data = randomBytes(smallCopyBuffer + largeCopyBuffer)
+	if _, err := io.Copy(&dst, grownSource{r: &trickle{data: data, step: 1 << 20}, bufs: bufs}); err != nil || !bytes.Equal(dst.Bytes(), data) {
+		t.Fatalf("copy: %v", err)
+	}
+	wantWrites(t, dst.sizes, smallCopyBuffer, largeCopyBuffer)
+	if n := bufs.largeLent.Load(); n != 0 {
+		t.Fatalf("%d large buffers still lent after the copies ended", n)
+	}
+}
+
 func TestGrownSourceKeepsWhatArrivedBeforeAnError(t *testing.T) {
 	data := randomBytes(300_000)
 	cut := errors.New("connection reset")
