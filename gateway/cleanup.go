@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/storage"
 )
 
 // cleanupBatch is how many due sessions one clean-up step handles.
@@ -62,4 +64,72 @@ func (g *Gateway) storedComplete(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	return !info.SizeIsDeferred && !info.IsPartial && info.Offset == info.Size, nil
+}
+
+// orphanMargin is added to the longest life a session gives an incomplete
+// upload before an upload without a session counts as abandoned.
+const orphanMargin = 24 * time.Hour
+
+// sweepOrphans removes uploads that lost their session record (a session
+// database restored from an older copy or damaged, a Redis without
+// persistence): cleanup works from the sessions and never finds them.
+//   - An incomplete upload goes once nothing has written it for longer than
+//     any session lets one live (MaxAge, then Retention), plus a day: no
+//     session could still authorise its resume.
+//   - A complete file stays downloadable, and goes only under a file
+//     retention, that long after its last byte.
+//
+// The session is looked up again under the upload's lock, so an upload that
+// a client takes up again meanwhile (a valid slot opens a new session) is
+// kept. Storage that cannot list its uploads (S3) is left to its lifecycle
+// rules.
+func (g *Gateway) sweepOrphans(ctx context.Context) error {
+	p := g.cfg.Sessions.Policy()
+	abandoned := p.MaxAge + p.Retention + orphanMargin
+	now := g.cfg.Now()
+	err := g.cfg.Storage.Uploads(ctx, func(u storage.StoredUpload) error {
+		age := now.Sub(u.Modified)
+		if age < abandoned && (p.FileRetention <= 0 || age < p.FileRetention) {
+			return nil
+		}
+		if has, err := g.hasSession(ctx, u.ID); err != nil || has {
+			return err
+		}
+		complete := false
+		removed, err := g.cfg.Storage.TerminateIf(ctx, u.ID, func(info handler.FileInfo) (bool, error) {
+			if has, err := g.hasSession(ctx, u.ID); err != nil || has {
+				return false, err
+			}
+			complete = !info.SizeIsDeferred && !info.IsPartial && info.Offset == info.Size
+			if complete {
+				return p.FileRetention > 0 && age >= p.FileRetention, nil
+			}
+			return age >= abandoned, nil
+		})
+		if err != nil {
+			return fmt.Errorf("remove upload %s without a session: %w", logID(u.ID), err)
+		}
+		if removed {
+			g.log.InfoContext(ctx, "removed an upload without a session", "upload", logID(u.ID), "complete", complete, "unchanged_for", age.Round(time.Hour).String())
+		}
+		return nil
+	})
+	if errors.Is(err, storage.ErrCannotList) {
+		return nil
+	}
+	return err
+}
+
+// hasSession reports whether the session store holds a session for the
+// upload id, live or not.
+func (g *Gateway) hasSession(ctx context.Context, id string) (bool, error) {
+	_, err := g.cfg.Sessions.Authorize(ctx, id)
+	switch {
+	case err == nil, errors.Is(err, auth.ErrSessionExpired):
+		return true, nil
+	case errors.Is(err, auth.ErrSessionNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("look up the session of %s: %w", logID(id), err)
+	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,4 +133,116 @@ func TestCleanupKeepsCompleteUploadWithoutCompletion(t *testing.T) {
 	}
 	get, _ := tg.do(http.MethodGet, slot.GetURL, nil, nil)
 	wantStatus(t, get, http.StatusOK)
+}
+
+// orphanedUploads makes two uploads whose session record is lost, one
+// incomplete and one complete, and one incomplete upload that keeps its
+// session. It returns their IDs and the complete file's GET URL.
+func (tg *testGateway) orphanedUploads() (partial, complete, withSession, getURL string) {
+	tg.t.Helper()
+	ctx := context.Background()
+	withSession = tg.interruptedPut(tg.sign(auth.ProtoV1, "kept.bin", 10, nil), 10, "01234")
+	partial = tg.interruptedPut(tg.sign(auth.ProtoV1, "lost.bin", 10, nil), 10, "56789")
+	before := tg.uploadFiles()
+	done := tg.sign(auth.ProtoV1, "done.txt", 4, nil)
+	res, _ := tg.put(done.PutURL, "done", nil)
+	wantStatus(tg.t, res, http.StatusCreated)
+	for _, id := range tg.uploadFiles() {
+		if !slices.Contains(before, id) {
+			complete = id
+		}
+	}
+	for _, id := range []string{partial, complete} {
+		if err := tg.store.Delete(ctx, id); err != nil {
+			tg.t.Fatal(err)
+		}
+	}
+	return partial, complete, withSession, done.GetURL
+}
+
+// An upload whose session record is lost is never found by the clean-up,
+// which works from the sessions: the sweep removes its partial data once no
+// session could still let it be resumed, and keeps complete files, which
+// stay downloadable.
+func TestSweepRemovesAbandonedUploadsWithoutSession(t *testing.T) {
+	tg := newTestGateway(t)
+	ctx := context.Background()
+	partial, complete, withSession, getURL := tg.orphanedUploads()
+	p := tg.gw.cfg.Sessions.Policy()
+	abandoned := p.MaxAge + p.Retention + orphanMargin
+
+	tg.clock.Advance(abandoned - time.Hour)
+	if err := tg.gw.sweepOrphans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{partial, complete, withSession} {
+		if _, ok := tg.stored(id); !ok {
+			t.Fatalf("upload %s removed before it was abandoned", id)
+		}
+	}
+
+	tg.clock.Advance(2 * time.Hour)
+	if err := tg.gw.sweepOrphans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tg.stored(partial); ok {
+		t.Fatal("abandoned partial upload without a session kept")
+	}
+	if _, ok := tg.stored(withSession); !ok {
+		t.Fatal("the sweep removed an upload that has a session (the clean-up's to remove)")
+	}
+	get, body := tg.do(http.MethodGet, getURL, nil, nil)
+	wantStatus(t, get, http.StatusOK)
+	if body != "done" {
+		t.Fatalf("complete file without a session reads %q", body)
+	}
+	if ids := tg.uploadFiles(); len(ids) != 2 || !slices.Contains(ids, complete) || !slices.Contains(ids, withSession) {
+		t.Fatalf("uploads left %v, want %s and %s", ids, complete, withSession)
+	}
+}
+
+// Under a file retention, a complete file without a session goes that long
+// after its last byte, as it would with its session.
+func TestSweepHonoursFileRetention(t *testing.T) {
+	p := auth.DefaultPolicy()
+	p.FileRetention = 48 * time.Hour
+	tg := newTestGateway(t, withPolicy(p))
+	ctx := context.Background()
+	partial, complete, _, getURL := tg.orphanedUploads()
+
+	tg.clock.Advance(47 * time.Hour)
+	if err := tg.gw.sweepOrphans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get, _ := tg.do(http.MethodGet, getURL, nil, nil)
+	wantStatus(t, get, http.StatusOK)
+
+	tg.clock.Advance(2 * time.Hour)
+	if err := tg.gw.sweepOrphans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	get, _ = tg.do(http.MethodGet, getURL, nil, nil)
+	wantStatus(t, get, http.StatusNotFound)
+	if _, ok := tg.stored(complete); ok {
+		t.Fatal("complete file without a session kept past the file retention")
+	}
+	if _, ok := tg.stored(partial); !ok {
+		t.Fatal("partial upload removed before it was abandoned")
+	}
+}
+
+// A failing session store stops the sweep: nothing is removed on a guess.
+func TestSweepRemovesNothingWhenTheSessionStoreFails(t *testing.T) {
+	tg := newTestGateway(t)
+	ctx := context.Background()
+	partial, _, _, _ := tg.orphanedUploads()
+	p := tg.gw.cfg.Sessions.Policy()
+	tg.clock.Advance(p.MaxAge + p.Retention + orphanMargin + time.Hour)
+	tg.store.Close()
+	if err := tg.gw.sweepOrphans(ctx); err == nil {
+		t.Fatal("sweep with a closed session store reported no error")
+	}
+	if _, ok := tg.stored(partial); !ok {
+		t.Fatal("the sweep removed an upload while the session store failed")
+	}
 }

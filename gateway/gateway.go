@@ -49,6 +49,9 @@ type Config struct {
 	GracefulCompletion time.Duration
 	// CleanupInterval is how often expired uploads are removed (0: 10 minutes).
 	CleanupInterval time.Duration
+	// OrphanSweepInterval is how often the storage is searched for uploads
+	// whose session record is gone (0: 6 hours; see sweepOrphans).
+	OrphanSweepInterval time.Duration
 	// FailedChecksPerMinute is how many failed slot verifications a client
 	// address may make per minute before it gets 429 (0: 10; negative: no limit).
 	FailedChecksPerMinute int
@@ -135,6 +138,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.CleanupInterval <= 0 {
 		cfg.CleanupInterval = 10 * time.Minute
+	}
+	if cfg.OrphanSweepInterval <= 0 {
+		cfg.OrphanSweepInterval = 6 * time.Hour
 	}
 	if cfg.FailedChecksPerMinute == 0 {
 		cfg.FailedChecksPerMinute = 10
@@ -228,14 +234,21 @@ func (g *Gateway) Handler() http.Handler {
 	}))
 }
 
-// Run does the gateway's background work (clean-up of expired uploads) until
-// ctx ends.
+// Run does the gateway's background work (clean-up of expired uploads, and
+// of uploads without a session) until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
 	t := time.NewTicker(g.cfg.CleanupInterval)
 	defer t.Stop()
+	var swept time.Time
 	for {
 		if err := g.cleanup(ctx); err != nil && ctx.Err() == nil {
 			g.log.WarnContext(ctx, "clean-up failed", "error", err)
+		}
+		if now := g.cfg.Now(); swept.IsZero() || now.Sub(swept) >= g.cfg.OrphanSweepInterval {
+			swept = now
+			if err := g.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
+				g.log.WarnContext(ctx, "search for uploads without a session failed", "error", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +51,8 @@ type Backend struct {
 	logger   *slog.Logger
 	// s3 is the s3store of the s3 backend (nil for disk), for its metrics.
 	s3 *s3store.S3Store
+	// dir is the disk backend's upload directory ("" for S3).
+	dir string
 }
 
 // New builds the backend that cfg describes.
@@ -77,10 +81,10 @@ func newDisk(cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create upload directory: %w", err)
 	}
-	fs := filestore.New(dir)
-	fs.DirModePerm = 0o700
-	fs.FileModePerm = 0o600
-	return assemble(cfg, fs, func(ctx context.Context) error {
+	store := filestore.New(dir)
+	store.DirModePerm = 0o700
+	store.FileModePerm = 0o600
+	b := assemble(cfg, store, func(ctx context.Context) error {
 		f, err := os.CreateTemp(dir, ".ping-*")
 		if err != nil {
 			return fmt.Errorf("upload directory is not writable: %w", err)
@@ -88,7 +92,9 @@ func newDisk(cfg Config) (*Backend, error) {
 		name := f.Name()
 		f.Close()
 		return os.Remove(name)
-	}), nil
+	})
+	b.dir = dir
+	return b, nil
 }
 
 // tusStore is a tusd data store with every extension the gateway uses.
@@ -160,20 +166,90 @@ func (b *Backend) Lock(ctx context.Context, id string, onRelease func()) (handle
 // Terminate removes an upload and its data under its lock. A missing upload
 // is not an error.
 func (b *Backend) Terminate(ctx context.Context, id string) error {
+	_, err := b.TerminateIf(ctx, id, nil)
+	return err
+}
+
+// ErrCannotList is returned by Uploads for a store that cannot list its
+// uploads (S3: a bucket lifecycle rule removes abandoned multipart uploads).
+var ErrCannotList = errors.New("this storage cannot list its uploads")
+
+// StoredUpload is an upload found in the storage by Uploads.
+type StoredUpload struct {
+	ID string
+	// Modified is the last change of its data or of its state.
+	Modified time.Time
+}
+
+// Uploads calls fn for each upload in the storage, in no particular order,
+// until fn fails or ctx ends. An upload removed meanwhile may be skipped or
+// listed. Only the disk backend can list (else ErrCannotList).
+func (b *Backend) Uploads(ctx context.Context, fn func(StoredUpload) error) error {
+	if b.dir == "" {
+		return ErrCannotList
+	}
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return fmt.Errorf("list uploads: %w", err)
+	}
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), ".info")
+		if !ok || id == "" || strings.HasPrefix(id, ".") || !e.Type().IsRegular() {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var modified time.Time
+		for _, name := range []string{e.Name(), id} {
+			fi, err := os.Stat(filepath.Join(b.dir, name))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("list uploads: %w", err)
+			}
+			if fi.ModTime().After(modified) {
+				modified = fi.ModTime()
+			}
+		}
+		if modified.IsZero() {
+			continue // removed meanwhile
+		}
+		if err := fn(StoredUpload{ID: id, Modified: modified}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TerminateIf removes an upload under its lock if remove (nil: always),
+// called with the upload's state once the lock is held, says so. It reports
+// whether the upload was removed; a missing upload is not an error.
+func (b *Backend) TerminateIf(ctx context.Context, id string, remove func(handler.FileInfo) (bool, error)) (bool, error) {
 	lock, err := b.Lock(ctx, id, func() {})
 	if err != nil {
-		return fmt.Errorf("lock %s for clean-up: %w", id, err)
+		return false, fmt.Errorf("lock %s for clean-up: %w", id, err)
 	}
 	defer lock.Unlock()
 	up, err := b.core.GetUpload(ctx, id)
 	if errors.Is(err, handler.ErrNotFound) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("get upload for clean-up: %w", err)
+		return false, fmt.Errorf("get upload for clean-up: %w", err)
+	}
+	if remove != nil {
+		info, err := up.GetInfo(ctx)
+		if err != nil {
+			return false, fmt.Errorf("read upload for clean-up: %w", err)
+		}
+		if ok, err := remove(info); !ok || err != nil {
+			return false, err
+		}
 	}
 	if err := b.Composer.Terminater.AsTerminatableUpload(up).Terminate(ctx); err != nil {
-		return fmt.Errorf("terminate upload: %w", err)
+		return false, fmt.Errorf("terminate upload: %w", err)
 	}
-	return nil
+	return true, nil
 }

@@ -143,3 +143,69 @@ func TestTerminateRemovesUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Uploads lists the disk store's uploads with their last change, and
+// nothing else that lies in its directory.
+func TestDiskListsUploads(t *testing.T) {
+	b, dir := newDiskBackend(t)
+	ctx := context.Background()
+	start := time.Now().Add(-time.Second)
+	for _, id := range []string{"one", "two"} {
+		up, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: id, Size: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := up.WriteChunk(ctx, 0, strings.NewReader("ab")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-72 * time.Hour)
+	for _, name := range []string{"two", "two.info"} {
+		if err := os.Chtimes(filepath.Join(dir, "uploads", name), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "uploads", ".ping-1"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "uploads", "stray"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]time.Time{}
+	if err := b.Uploads(ctx, func(u StoredUpload) error { got[u.ID] = u.Modified; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["one"].Before(start) || !got["two"].Equal(old) {
+		t.Fatalf("listed %v; want one (changed now) and two (changed at %v)", got, old)
+	}
+	if err := (&Backend{}).Uploads(ctx, func(StoredUpload) error { return nil }); !errors.Is(err, ErrCannotList) {
+		t.Fatalf("a store without a directory lists: %v", err)
+	}
+}
+
+// TerminateIf removes an upload only when asked, with its state in hand.
+func TestTerminateIf(t *testing.T) {
+	b, dir := newDiskBackend(t)
+	ctx := context.Background()
+	if _, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: "up", Size: 5}); err != nil {
+		t.Fatal(err)
+	}
+	var seen handler.FileInfo
+	removed, err := b.TerminateIf(ctx, "up", func(info handler.FileInfo) (bool, error) { seen = info; return false, nil })
+	if err != nil || removed || seen.ID != "up" || seen.Size != 5 {
+		t.Fatalf("kept: removed %v, %v, saw %+v", removed, err, seen)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "uploads", "up.info")); err != nil {
+		t.Fatalf("upload kept by its predicate is gone: %v", err)
+	}
+	removed, err = b.TerminateIf(ctx, "up", func(handler.FileInfo) (bool, error) { return true, nil })
+	if err != nil || !removed {
+		t.Fatalf("removed %v, %v", removed, err)
+	}
+	if _, err := b.Info(ctx, "up"); !errors.Is(err, handler.ErrNotFound) {
+		t.Fatalf("after removal: %v", err)
+	}
+	if removed, err := b.TerminateIf(ctx, "up", nil); removed || err != nil {
+		t.Fatalf("removing a missing upload: %v, %v", removed, err)
+	}
+}
