@@ -25,6 +25,7 @@ func runProfile(args []string, stdout io.Writer) error {
 	outDir := fs.String("out-dir", filepath.Join(os.TempDir(), "ulbench-profiles"), "directory for the .prof files")
 	redisSessions := fs.Bool("redis", false, "the gateway keeps sessions and locks in a redis-server started for the run")
 	top := fs.Int("top", 25, "functions listed per profile (go tool pprof -top)")
+	allocs := fs.Bool("allocs", false, "also write each server's allocation profile (bytes allocated from its start to the end of the load) and list its top")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -87,6 +88,11 @@ func runProfile(args []string, stdout io.Writer) error {
 			}()
 			summary := load()
 			wg.Wait()
+			allocFile := ""
+			if *allocs && perr == nil {
+				allocFile = filepath.Join(*outDir, fmt.Sprintf("%s-%s-allocs.prof", w, kind))
+				perr = fetchProfile("http://"+paddr+"/debug/pprof/allocs", allocFile)
+			}
 			p.Stop()
 			if perr != nil {
 				return perr
@@ -97,6 +103,13 @@ func runProfile(args []string, stdout io.Writer) error {
 				fmt.Fprintf(stdout, "go tool pprof: %v\n", err)
 			}
 			fmt.Fprintf(stdout, "%s", out)
+			if allocFile != "" {
+				out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=alloc_space", "-nodecount="+strconv.Itoa(*top), allocFile).CombinedOutput()
+				if err != nil {
+					fmt.Fprintf(stdout, "go tool pprof: %v\n", err)
+				}
+				fmt.Fprintf(stdout, "allocations, %s:\n%s", allocFile, out)
+			}
 		}
 	}
 	return nil
