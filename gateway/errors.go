@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
@@ -101,6 +102,15 @@ func (g *Gateway) writeRefusal(w http.ResponseWriter, req *http.Request, r *refu
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	if b := bodyOf(req); b.unread() {
+		// A refused request is answered without waiting for its body: the
+		// connection is closed after the answer, and the read deadline is
+		// moved to now so that net/http does not wait for the rest of the
+		// body (it reads up to 256 KiB of an unread body) from a client
+		// that may never send it.
+		h.Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 	body := r.reason + "\n"
 	if req.Method == http.MethodHead {
 		w.WriteHeader(r.status)

@@ -182,7 +182,7 @@ func FuzzMetadataRoundTrip(f *testing.F) {
 		if withType {
 			meta["filetype"] = ctype
 		}
-		got := handler.ParseMetadataHeader(metadataHeader(meta))
+		got := handler.ParseMetadataHeader(handler.SerializeMetadataHeader(meta))
 		if !maps.Equal(got, meta) {
 			t.Fatalf("metadata %q reads back as %q", meta, got)
 		}

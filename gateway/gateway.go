@@ -212,6 +212,11 @@ func (g *Gateway) Handler() http.Handler {
 			}
 			r.Header.Del("X-HTTP-Method-Override")
 		}
+		if r.Body != nil && r.Body != http.NoBody {
+			// Every read of a request body obeys the network timeout, and
+			// the doors bound it by what the request may store (body.go).
+			r.Body = newBody(w, r, g.cfg.NetworkTimeout)
+		}
 		path := r.URL.Path
 		switch {
 		case path == "/healthz":

@@ -136,22 +136,42 @@ func (g *Gateway) withExpires(limit string, h http.Header, v int) string {
 }
 
 // slotLimit is the Upload-Limit for a slot URL: the slot's size when the
-// request's credentials state it (a JWT's filesize) or reach the slot's
-// existing upload, else the gateway's maximum size, else no limit.
-func (g *Gateway) slotLimit(r *http.Request, sp slotPath) string {
-	ok := func(err error) bool { return err == nil || errors.Is(err, auth.ErrSlotExpired) }
-	if slot, err := g.cfg.Verifier.Verify(g.slotRequest(r, sp, -1)); ok(err) && slot.Size >= 0 {
-		return g.draftLimit(slot.Size)
+// request's credentials reach the slot's existing upload or state the size
+// themselves (a JWT's filesize), else the gateway's maximum size, else no
+// limit. Its signature check is one like any other: a failure counts against
+// the client's address (the answer would otherwise tell a forged signature
+// from a genuine one without limit), and a limited address gets the refusal.
+func (g *Gateway) slotLimit(r *http.Request, sp slotPath) (string, *refusal) {
+	if !hasSignature(r) {
+		return g.draftLimit(-1), nil
 	}
 	ctx := r.Context()
+	var req auth.SlotRequest
+	size := int64(-1)
 	if id, err := g.slotUploadID(ctx, sp.Path); err == nil {
 		if info, err := g.cfg.Storage.Info(ctx, id); err == nil && !info.SizeIsDeferred {
-			if _, err := g.cfg.Verifier.Verify(g.slotRequestForUpload(r, sp, info)); ok(err) {
-				return g.draftLimit(info.Size)
-			}
+			req, size = g.slotRequestForUpload(r, sp, info), info.Size
 		}
 	}
-	return g.draftLimit(-1)
+	if size < 0 {
+		if q := r.URL.Query(); !q.Has("v3") && (q.Has("v") || q.Has("v2") || q.Has("token")) {
+			// These sign the size, which the request does not state: there
+			// is nothing to check.
+			return g.draftLimit(-1), nil
+		}
+		req = g.slotRequest(r, sp, -1)
+	}
+	slot, err := g.checkSlot(r, req)
+	var rf *refusal
+	switch {
+	case errors.As(err, &rf):
+		return "", rf
+	case err != nil && !errors.Is(err, auth.ErrSlotExpired):
+		return g.draftLimit(-1), nil
+	case size < 0:
+		size = slot.Size
+	}
+	return g.draftLimit(size), nil
 }
 
 // draftKind is what a draft request at the gateway is.
@@ -182,6 +202,8 @@ type draftWriter struct {
 	size int64
 	// location is the upload URL the client was given (draftPut).
 	location string
+	// limit is the Upload-Limit of an OPTIONS answer (draftOptions).
+	limit    string
 	informed bool   // a 104 went out
 	status   int    // the final status written (0: none yet)
 	own      bool   // the writer wrote its own body; the handler's is dropped
@@ -221,7 +243,7 @@ func (d *draftWriter) WriteHeader(code int) {
 		code = d.finalPost(h, code)
 	case draftOptions:
 		if success(code) {
-			h.Set("Upload-Limit", d.g.slotLimit(d.r, d.sp))
+			h.Set("Upload-Limit", d.limit)
 		}
 	case draftUpload:
 		code = d.finalUpload(h, code)
@@ -269,11 +291,9 @@ func (d *draftWriter) inform(h http.Header) {
 // finalPut completes the answer to a PUT creation.
 func (d *draftWriter) finalPut(h http.Header, code int) int {
 	if code == http.StatusRequestEntityTooLarge && h.Get("Upload-Limit") == "" {
-		if d.size >= 0 {
-			h.Set("Upload-Limit", d.g.draftLimit(d.size))
-		} else {
-			h.Set("Upload-Limit", d.g.slotLimit(d.r, d.sp))
-		}
+		// The slot was checked once already; its size is known when the
+		// request stated it.
+		h.Set("Upload-Limit", d.g.draftLimit(d.size))
 	}
 	if d.location == "" {
 		return code
@@ -431,7 +451,12 @@ func (g *Gateway) draftAtSlot(w http.ResponseWriter, r *http.Request, sp slotPat
 		}
 		d.kind = draftPost
 	case http.MethodOptions:
-		d.kind = draftOptions
+		limit, rf := g.slotLimit(r, sp)
+		if rf != nil {
+			g.writeRefusal(w, r, rf)
+			return nil, false
+		}
+		d.kind, d.limit = draftOptions, limit
 	default:
 		return w, true
 	}
@@ -523,7 +548,7 @@ func (g *Gateway) putCreateDraft(d *draftWriter, r *http.Request, slot auth.Slot
 		r2.Header.Del(k)
 	}
 	r2.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
-	r2.Header.Set("Upload-Metadata", metadataHeader(meta))
+	r2.Header.Set("Upload-Metadata", handler.SerializeMetadataHeader(meta))
 	r2.Body = io.NopCloser(body)
 	// The content is the whole file, or its first part (Upload-Length is then
 	// the whole); a PUT that restarts the upload sends the whole file.

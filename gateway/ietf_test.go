@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/internal/drafttest"
 )
@@ -396,7 +397,7 @@ func TestIETFDraftTusDoor(t *testing.T) {
 	data := randomBytes(t, 64<<10)
 	slot := tg.sign(auth.ProtoV2, "t.webp", int64(len(data)), strp("image/webp"))
 	h := drafttest.Header(draftVersionField, "6", "Upload-Complete", "?0", "Upload-Length", strconv.Itoa(len(data)),
-		"Upload-Metadata", metadataHeader(map[string]string{"filename": "t.webp", "filetype": "image/webp"}))
+		"Upload-Metadata", handler.SerializeMetadataHeader(map[string]string{"filename": "t.webp", "filetype": "image/webp"}))
 	a := draftClient.Send(t, http.MethodPost, slot.PutURL, h, nil, 0, nil)
 	if a.Status != http.StatusCreated || a.Header.Get("Upload-Complete") != "?0" || a.Header.Get("Upload-Offset") != "0" {
 		t.Fatalf("POST: %d %q, Upload-Complete %q, Upload-Offset %q; want 201, ?0, 0", a.Status, a.Body, a.Header.Get("Upload-Complete"), a.Header.Get("Upload-Offset"))
@@ -418,12 +419,12 @@ func TestIETFDraftTusDoor(t *testing.T) {
 	// (Content-Type): a creation that claims another type is refused.
 	other := tg.sign(auth.ProtoV2, "u.webp", 10, strp("image/webp"))
 	h2 := drafttest.Header(draftVersionField, "6", "Upload-Complete", "?1", "Content-Type", "text/html",
-		"Upload-Metadata", metadataHeader(map[string]string{"filetype": "text/html"}))
+		"Upload-Metadata", handler.SerializeMetadataHeader(map[string]string{"filetype": "text/html"}))
 	if a := draftClient.Send(t, http.MethodPost, other.PutURL, h2, strings.NewReader("<b>html</b"), 10, nil); a.Status != http.StatusForbidden || len(a.Infos) != 0 {
 		t.Errorf("POST claiming another type: %d, informational %+v; want 403 and none", a.Status, a.Infos)
 	}
 	// A one-request creation states its length by Content-Length alone.
-	h3 := drafttest.Header(draftVersionField, "6", "Upload-Complete", "?1", "Upload-Metadata", metadataHeader(map[string]string{"filetype": "image/webp"}))
+	h3 := drafttest.Header(draftVersionField, "6", "Upload-Complete", "?1", "Upload-Metadata", handler.SerializeMetadataHeader(map[string]string{"filetype": "image/webp"}))
 	if a := draftClient.Send(t, http.MethodPost, other.PutURL, h3, strings.NewReader("0123456789"), 10, nil); a.Status != http.StatusCreated || a.Header.Get("Upload-Complete") != "?1" {
 		t.Errorf("POST with the whole file: %d %q, Upload-Complete %q; want 201, ?1", a.Status, a.Body, a.Header.Get("Upload-Complete"))
 	}

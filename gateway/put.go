@@ -116,7 +116,15 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		g.writeRefusal(w, r, refuse(http.StatusLengthRequired, "Content-Length required"))
 		return
 	}
-	slot, verr := g.checkSlot(r, sp, g.slotRequest(r, sp, verifySize))
+	// The body may carry the Content-Range's bytes, else the whole file, and
+	// not one byte more: a chunked body that goes on is refused before the
+	// byte past its bound is stored.
+	if cr != nil {
+		bodyOf(r).bound(cr.last - cr.first + 1)
+	} else {
+		bodyOf(r).bound(verifySize)
+	}
+	slot, verr := g.checkSlot(r, g.slotRequest(r, sp, verifySize))
 	if errors.Is(verr, auth.ErrBadSignature) && exists && verifySize != info.Size {
 		// v1 and v2 sign the size: a wrong length looks like a forged signature.
 		// Once the slot's upload exists its size is known, and the answer can
@@ -159,7 +167,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 	if from := r.Header.Get(resumeFromHeader); from != "" {
 		// A fresh slot continues an upload whose session ended.
 		var rf *refusal
-		if sess, info, rf = g.rebindFrom(ctx, from, slot, expired, claimed, addr); rf != nil {
+		if sess, info, rf = g.rebindFrom(r, sp, from, slot, expired, claimed, addr); rf != nil {
 			g.writeRefusal(w, r, rf)
 			return
 		}
@@ -218,7 +226,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		g.countResume(resumePutRange, cr.first > 0)
 		g.putAppend(w, r, id, info.Offset, r.Body, cr.last-cr.first+1, &sess)
 	default:
-		g.putRetry(w, r, sp, slot, id, info, addr, &sess)
+		g.putRetry(w, r, sp, slot, expired, id, info, addr, &sess)
 	}
 }
 
@@ -264,7 +272,7 @@ func (g *Gateway) putCreate(w http.ResponseWriter, r *http.Request, sp slotPath,
 	cr := &creation{slot: slot, uploadID: id, kind: auth.KindWhole, addr: addr}
 	res := g.callTusd(w, r, tusCall{
 		method: http.MethodPost,
-		header: map[string]string{"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": metadataHeader(meta)},
+		header: map[string]string{"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": handler.SerializeMetadataHeader(meta)},
 		body:   body,
 		length: size,
 		ctx:    context.WithValue(r.Context(), creationKey{}, cr),
@@ -372,7 +380,7 @@ func comparePrefix(body, stored io.Reader, n int64) (equal int64, pending []byte
 // the start of the body: if equal, the rest is appended (nothing is sent
 // twice to the store); if not, the upload starts over cleanly, with the
 // stored bytes that did match replayed first. No file mixes two bodies.
-func (g *Gateway) putRetry(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, id string, info handler.FileInfo, addr string, sess *auth.Session) {
+func (g *Gateway) putRetry(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, expired bool, id string, info handler.FileInfo, addr string, sess *auth.Session) {
 	ctx := r.Context()
 	size := info.Size
 	if r.ContentLength >= 0 && r.ContentLength != size {
@@ -392,7 +400,7 @@ func (g *Gateway) putRetry(w http.ResponseWriter, r *http.Request, sp slotPath, 
 	if err != nil {
 		// The store cannot show what it holds (e.g. an incomplete object):
 		// nothing can be proven, so start over.
-		g.putRestart(w, r, sp, slot, id, addr, nil, 0, nil, size)
+		g.putRestart(w, r, sp, slot, expired, id, addr, nil, 0, nil, size)
 		return
 	}
 	defer stored.Close()
@@ -410,28 +418,47 @@ func (g *Gateway) putRetry(w http.ResponseWriter, r *http.Request, sp slotPath, 
 			return
 		}
 		defer replay.Close()
-		g.putRestart(w, r, sp, slot, id, addr, replay, equal, pending, size)
+		g.putRestart(w, r, sp, slot, expired, id, addr, replay, equal, pending, size)
 	default:
 		// The client went away during the comparison; nothing was changed.
 		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "request body ended early"))
 	}
 }
 
-// putRestart removes the slot's incomplete upload and creates it again from
+// putRestart replaces the slot's incomplete upload by a new one, created from
 // prefixLen bytes of prefix, then pending, then the rest of the request body.
-func (g *Gateway) putRestart(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, id, addr string, prefix io.Reader, prefixLen int64, pending []byte, size int64) {
+// The new upload has a new ID: the old upload's URL (which a tus client may
+// still hold) leads nowhere, so that no client appends its body to another's
+// and one upload always holds one body. Only a slot that has not expired may
+// start over: an expired slot reaches its upload through its session, and a
+// new upload would need a new session.
+func (g *Gateway) putRestart(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, expired bool, id, addr string, prefix io.Reader, prefixLen int64, pending []byte, size int64) {
 	ctx := r.Context()
+	if expired {
+		g.writeRefusal(w, r, refuse(http.StatusConflict, "the body differs from the stored bytes; starting over needs a slot that has not expired"))
+		return
+	}
+	newID, err := auth.NewRandomUploadID()
+	if err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
 	if err := g.cfg.Storage.Terminate(ctx, id); err != nil {
 		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}
-	g.log.InfoContext(ctx, "retried PUT differs from the stored bytes; upload starts over", "upload", logID(id), "kept", prefixLen)
+	if err := g.cfg.Sessions.Forget(ctx, id); err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	}
+	noteUpload(ctx, newID)
+	g.log.InfoContext(ctx, "retried PUT differs from the stored bytes; upload starts over under a new ID", "upload", logID(newID), "kept", prefixLen)
 	var parts []io.Reader
 	if prefix != nil {
 		parts = append(parts, io.LimitReader(prefix, prefixLen))
 	}
 	parts = append(parts, bytes.NewReader(pending), r.Body)
-	g.putCreate(w, r, sp, slot, id, addr, io.MultiReader(parts...), size)
+	g.putCreate(w, r, sp, slot, newID, addr, io.MultiReader(parts...), size)
 }
 
 // putConfirm answers a PUT for a slot whose file is complete: 201 again when
@@ -537,7 +564,7 @@ func (g *Gateway) checkSlotOfUpload(r *http.Request, sp slotPath) (id string, in
 	if info, err = g.cfg.Storage.Info(ctx, id); err != nil {
 		return "", info, false, refusalFor(err)
 	}
-	_, verr := g.checkSlot(r, sp, g.slotRequestForUpload(r, sp, info))
+	_, verr := g.checkSlot(r, g.slotRequestForUpload(r, sp, info))
 	if verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
 		return "", info, false, refusalFor(verr)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
 )
 
@@ -95,7 +96,7 @@ func TestPutMaxSizeAndChunked(t *testing.T) {
 // PUT leaves it (through the tus door, which is the same upload).
 func (tg *testGateway) interruptedPut(slot auth.SignedSlot, size int64, part string) string {
 	tg.t.Helper()
-	res := tg.tusCreate(slot, size, map[string]string{"Upload-Metadata": metadataHeader(map[string]string{"filetype": "application/octet-stream"})})
+	res := tg.tusCreate(slot, size, map[string]string{"Upload-Metadata": handler.SerializeMetadataHeader(map[string]string{"filetype": "application/octet-stream"})})
 	wantStatus(tg.t, res, http.StatusCreated)
 	loc := res.Header.Get("Location")
 	wantStatus(tg.t, tg.patch(loc, 0, part), http.StatusNoContent)
@@ -183,18 +184,27 @@ func TestPutFullRetry(t *testing.T) {
 		if res.StatusCode != http.StatusCreated {
 			t.Fatalf("retry: %d %s", res.StatusCode, msg)
 		}
-		if got, _ := tg.stored(id); sha(got) != sha(file) {
+		if _, got := tg.do(http.MethodGet, slot.GetURL, nil, nil); sha(got) != sha(file) {
 			t.Fatal("a retried PUT with other bytes left a mixed file")
 		}
+		// One upload, one body: the upload started over under a new ID, and
+		// the tus URL of the old one leads nowhere.
+		if _, ok := tg.stored(id); ok {
+			t.Fatal("the old upload is still stored")
+		}
+		wantStatus(t, tg.head(tg.srv.URL+"/files/"+id), http.StatusNotFound)
 	})
 	t.Run("first byte differs", func(t *testing.T) {
 		slot := tg.sign(auth.ProtoV2, "first.bin", int64(len(file)), nil)
 		id := tg.interruptedPut(slot, int64(len(file)), "Z"+file[1:1000])
 		res, _ := tg.put(slot.PutURL, file, map[string]string{"Content-Type": "application/octet-stream"})
 		wantStatus(t, res, http.StatusCreated)
-		if got, _ := tg.stored(id); sha(got) != sha(file) {
+		if _, got := tg.do(http.MethodGet, slot.GetURL, nil, nil); sha(got) != sha(file) {
 			t.Fatal("stored file differs")
 		}
+		// A tus client that still holds the old upload URL cannot append
+		// its body to the new upload.
+		wantStatus(t, tg.patch(tg.srv.URL+"/files/"+id, 999, "x"), http.StatusNotFound)
 	})
 }
 

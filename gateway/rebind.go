@@ -21,7 +21,8 @@ const resumeFromHeader = "Upload-Resume-From"
 // path), or — for XEP-0363 clients, which never see an upload URL — the old
 // slot's signed PUT URL, whose signature must still be valid (its expiry
 // does not matter). The GET URL is shared with recipients and is refused.
-func (g *Gateway) resumeFromID(ctx context.Context, v string) (string, *refusal) {
+func (g *Gateway) resumeFromID(r *http.Request, v string) (string, *refusal) {
+	ctx := r.Context()
 	bad := refuse(http.StatusBadRequest, "invalid "+resumeFromHeader+" header: want an upload URL or the old slot's PUT URL")
 	if i := strings.LastIndex(v, g.cfg.TusBase); i >= 0 {
 		id := v[i+len(g.cfg.TusBase):]
@@ -42,7 +43,9 @@ func (g *Gateway) resumeFromID(ctx context.Context, v string) (string, *refusal)
 	if err != nil {
 		return "", bad
 	}
-	id, err := g.slotUploadID(ctx, sp.Path)
+	// The old slot may have been re-bound already (a repeated re-bind whose
+	// answer was lost): it still names the upload it was mapped to.
+	id, _, err := g.slotMapping(ctx, sp.Path)
 	if err != nil {
 		return "", refusalFor(err)
 	}
@@ -54,11 +57,20 @@ func (g *Gateway) resumeFromID(ctx context.Context, v string) (string, *refusal)
 	if t, ok := info.MetaData["filetype"]; ok {
 		req.ContentType = &t
 	}
-	if _, err := g.cfg.Verifier.Verify(req); err != nil && !errors.Is(err, auth.ErrSlotExpired) {
+	// A signature check like any other: its failures count against the
+	// client's address.
+	if _, err := g.checkSlot(r, req); err != nil && !errors.Is(err, auth.ErrSlotExpired) {
+		var rf *refusal
+		if errors.As(err, &rf) {
+			return "", rf
+		}
 		return "", refuse(http.StatusForbidden, "the old slot URL in "+resumeFromHeader+" is not validly signed")
 	}
 	return id, nil
 }
+
+// errSlotTaken refuses a re-bind onto a slot that has an upload of its own.
+var errSlotTaken = refuse(http.StatusConflict, "this slot has an upload of its own; a re-bind needs a fresh slot")
 
 // rebindTable maps the session manager's refusals of a re-bind to statuses.
 var rebindTable = []struct {
@@ -110,13 +122,27 @@ func (g *Gateway) touch(ctx context.Context, s auth.Session, addr string) (auth.
 
 // rebindFrom re-binds the upload named by an Upload-Resume-From header to the
 // fresh slot of this request and returns the upload's session and state.
-func (g *Gateway) rebindFrom(ctx context.Context, from string, slot auth.Slot, expired bool, size int64, addr string) (auth.Session, handler.FileInfo, *refusal) {
+func (g *Gateway) rebindFrom(r *http.Request, sp slotPath, from string, slot auth.Slot, expired bool, size int64, addr string) (auth.Session, handler.FileInfo, *refusal) {
+	ctx := r.Context()
 	if expired {
 		return auth.Session{}, handler.FileInfo{}, refuse(http.StatusForbidden, "a re-bind needs a fresh slot; this one expired")
 	}
-	oldID, rf := g.resumeFromID(ctx, from)
+	oldID, rf := g.resumeFromID(r, from)
 	if rf != nil {
 		return auth.Session{}, handler.FileInfo{}, rf
+	}
+	// The fresh slot must not have an upload of its own: a re-bind never
+	// replaces a file (complete or not) that another URL already leads to.
+	own, _, err := g.slotMapping(ctx, sp.Path)
+	if err != nil {
+		return auth.Session{}, handler.FileInfo{}, refusalFor(err)
+	}
+	if own != oldID {
+		if _, err := g.cfg.Storage.Info(ctx, own); err == nil {
+			return auth.Session{}, handler.FileInfo{}, errSlotTaken
+		} else if !errors.Is(err, handler.ErrNotFound) {
+			return auth.Session{}, handler.FileInfo{}, refusalFor(err)
+		}
 	}
 	if slot.Size < 0 {
 		slot.Size = size

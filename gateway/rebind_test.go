@@ -26,7 +26,7 @@ func TestRebindAfterSessionExpired(t *testing.T) {
 		wantStatus(t, tg.head(loc), http.StatusGone)
 		wantStatus(t, tg.patch(loc, 7, file[7:]), http.StatusGone)
 
-		fresh := tg.sign(auth.ProtoV2, "b.bin", int64(len(file)), nil)
+		fresh := tg.sign(auth.ProtoV2, "a.bin", int64(len(file)), nil) // the same file under a new slot
 		other := tg.sign(auth.ProtoV2, "c.bin", int64(len(file)+1), nil)
 		mismatch := tg.tusCreate(other, int64(len(file)+1), map[string]string{resumeFromHeader: loc})
 		wantStatus(t, mismatch, http.StatusConflict)
@@ -40,6 +40,10 @@ func TestRebindAfterSessionExpired(t *testing.T) {
 		if get.StatusCode != http.StatusOK || body != file {
 			t.Fatalf("new slot's GET URL: %d %q", get.StatusCode, body)
 		}
+		// Only the new slot's URL serves the upload; the old one answers 410.
+		if get, body := tg.do(http.MethodGet, old.GetURL, nil, nil); get.StatusCode != http.StatusGone {
+			t.Fatalf("old slot's GET URL after a re-bind: %d %q", get.StatusCode, body)
+		}
 		forged := strings.Replace(loc, idOf(loc), "aaaaaaaaaaaaaaaaaaaaaaaaaa", 1)
 		res = tg.tusCreate(tg.sign(auth.ProtoV2, "d.bin", int64(len(file)), nil), int64(len(file)), map[string]string{resumeFromHeader: forged})
 		wantStatus(t, res, http.StatusNotFound)
@@ -52,7 +56,7 @@ func TestRebindAfterSessionExpired(t *testing.T) {
 		res, _ := tg.put(old.PutURL, file[12:], map[string]string{"Content-Range": "bytes 12-19/20"})
 		wantStatus(t, res, http.StatusForbidden) // the slot expired and so did its session
 
-		fresh := tg.sign(auth.ProtoV2, "f.bin", int64(len(file)), nil)
+		fresh := tg.sign(auth.ProtoV2, "e.bin", int64(len(file)), nil) // the same file under a new slot
 		tampered := strings.Replace(old.PutURL, "v3=", "v3=00", 1)
 		res, _ = tg.put(fresh.PutURL, file[12:], map[string]string{"Content-Range": "bytes 12-19/20", resumeFromHeader: tampered})
 		wantStatus(t, res, http.StatusForbidden)
@@ -67,6 +71,14 @@ func TestRebindAfterSessionExpired(t *testing.T) {
 		get, body := tg.do(http.MethodGet, fresh.GetURL, nil, nil)
 		if get.StatusCode != http.StatusOK || body != file {
 			t.Fatalf("new slot's GET URL: %d %q", get.StatusCode, body)
+		}
+		for _, u := range []string{old.GetURL, old.PutURL} {
+			if res, body := tg.do(http.MethodGet, u, nil, nil); res.StatusCode != http.StatusGone {
+				t.Fatalf("old slot URL after a re-bind: %d %q", res.StatusCode, body)
+			}
+		}
+		if res, _ := tg.do(http.MethodHead, old.PutURL, nil, nil); res.StatusCode != http.StatusGone {
+			t.Fatalf("HEAD on the old PUT URL after a re-bind: %d", res.StatusCode)
 		}
 	})
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/internal/tests3"
 	"github.com/uploadgate/uploadgate/storage"
@@ -36,7 +37,7 @@ func TestDoorsOnS3(t *testing.T) {
 
 	t.Run("tus", func(t *testing.T) {
 		slot := tg.sign(auth.ProtoV2, "movie.mp4", int64(len(file)), strp("video/mp4"))
-		res := tg.tusCreate(slot, int64(len(file)), map[string]string{"Upload-Metadata": metadataHeader(map[string]string{"filetype": "video/mp4"})})
+		res := tg.tusCreate(slot, int64(len(file)), map[string]string{"Upload-Metadata": handler.SerializeMetadataHeader(map[string]string{"filetype": "video/mp4"})})
 		wantStatus(t, res, http.StatusCreated)
 		loc := res.Header.Get("Location")
 		if strings.Contains(loc, "+") {
@@ -48,7 +49,7 @@ func TestDoorsOnS3(t *testing.T) {
 			t.Fatalf("offset %q", h.Header.Get("Upload-Offset"))
 		}
 		// The same slot again converges on the same upload.
-		again := tg.tusCreate(slot, int64(len(file)), map[string]string{"Upload-Metadata": metadataHeader(map[string]string{"filetype": "video/mp4"})})
+		again := tg.tusCreate(slot, int64(len(file)), map[string]string{"Upload-Metadata": handler.SerializeMetadataHeader(map[string]string{"filetype": "video/mp4"})})
 		if again.Header.Get("Location") != loc || again.Header.Get("Upload-Offset") != "5242880" {
 			t.Fatalf("second creation: %q %q", again.Header.Get("Location"), again.Header.Get("Upload-Offset"))
 		}

@@ -10,28 +10,24 @@ import (
 )
 
 // checkSlot verifies the slot a request claims, counts the result, and
-// applies the limit on failed verifications per client address: an address
-// that failed too often gets 429 until its allowance refills, unless the slot
-// belongs to an upload whose session is live (its requests are never limited).
-func (g *Gateway) checkSlot(r *http.Request, sp slotPath, req auth.SlotRequest) (auth.Slot, error) {
-	addr := clientAddr(r, g.cfg.TrustedProxies)
-	blocked, wait := g.limiter.Blocked(addr)
+// applies the limit on failed verifications per client address. Only a
+// failed verification is limited: an address that failed too often gets 429
+// for its next failures until its allowance refills, while a signature that
+// verifies (expired or not) is never refused, so that one broken client
+// behind a NAT or a proxy does not lock out everyone else there.
+func (g *Gateway) checkSlot(r *http.Request, req auth.SlotRequest) (auth.Slot, error) {
 	slot, err := g.cfg.Verifier.Verify(req)
 	g.countSlotCheck(slot, err)
-	failed := err != nil && !errors.Is(err, auth.ErrSlotExpired)
-	if failed {
-		g.limiter.Fail(addr)
+	if err == nil || errors.Is(err, auth.ErrSlotExpired) {
+		return slot, err
 	}
-	if blocked && (failed || !g.slotSessionLive(r, sp)) {
+	addr := clientAddr(r, g.cfg.TrustedProxies)
+	if blocked, wait := g.limiter.Blocked(addr); blocked {
 		secs := int(wait/time.Second) + 1
 		return slot, refuse(http.StatusTooManyRequests, "too many failed slot checks; retry later").with("Retry-After", strconv.Itoa(secs))
 	}
+	g.limiter.Fail(addr)
 	return slot, err
-}
-
-func (g *Gateway) slotSessionLive(r *http.Request, sp slotPath) bool {
-	_, err := g.cfg.Sessions.AuthorizeSlot(r.Context(), sp.Path)
-	return err == nil
 }
 
 // countSlotCheck counts a slot check by protocol and result.

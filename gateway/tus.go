@@ -77,17 +77,36 @@ func metadataType(meta map[string]string) *string {
 	return nil
 }
 
-// slotUploadID is the upload a slot writes: the one it was re-bound to, or the
-// one derived from its path.
+// errSlotMoved answers a request at a slot URL whose upload was re-bound to
+// another slot: only the new slot's URLs lead to the upload from then on.
+var errSlotMoved = refuse(http.StatusGone, "this slot's upload continues under another slot")
+
+// slotUploadID is the upload a slot writes: the one opened with it, or the
+// one derived from its path when it has none yet. A slot whose upload was
+// re-bound to another slot leads nowhere (errSlotMoved): its old PUT and GET
+// URLs must never reach an upload that is now served under another name.
 func (g *Gateway) slotUploadID(ctx context.Context, slotPath string) (string, error) {
+	id, moved, err := g.slotMapping(ctx, slotPath)
+	if err != nil {
+		return "", err
+	}
+	if moved {
+		return "", errSlotMoved
+	}
+	return noteUpload(ctx, id), nil
+}
+
+// slotMapping is the upload a slot path is mapped to (or derived from it),
+// and whether that upload has moved on to another slot.
+func (g *Gateway) slotMapping(ctx context.Context, slotPath string) (id string, moved bool, err error) {
 	s, err := g.cfg.Sessions.AuthorizeSlot(ctx, slotPath)
 	switch {
 	case err == nil, errors.Is(err, auth.ErrSessionExpired):
-		return noteUpload(ctx, s.UploadID), nil
+		return s.UploadID, s.SlotKey != auth.SlotKey(slotPath), nil
 	case errors.Is(err, auth.ErrSessionNotFound):
-		return noteUpload(ctx, auth.DeriveUploadID(g.cfg.IDKey, slotPath)), nil
+		return auth.DeriveUploadID(g.cfg.IDKey, slotPath), false, nil
 	default:
-		return "", err
+		return "", false, err
 	}
 }
 
@@ -132,7 +151,7 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 
 	req := g.slotRequest(r, sp, size)
 	req.ContentType = metadataType(meta)
-	slot, err := g.checkSlot(r, sp, req)
+	slot, err := g.checkSlot(r, req)
 	expired := errors.Is(err, auth.ErrSlotExpired)
 	if err != nil && !expired {
 		g.writeRefusal(w, r, refusalFor(err))
@@ -141,7 +160,7 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 	addr := clientAddr(r, g.cfg.TrustedProxies)
 
 	if from := r.Header.Get(resumeFromHeader); from != "" {
-		g.rebindAtCreation(w, r, from, slot, expired, size, addr)
+		g.rebindAtCreation(w, r, sp, from, slot, expired, size, addr)
 		return
 	}
 
@@ -150,13 +169,15 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 			g.writeRefusal(w, r, refusalFor(err))
 			return
 		}
-		id, err := auth.NewRandomUploadID()
-		if err != nil {
-			g.writeRefusal(w, r, refusalFor(err))
-			return
-		}
-		g.passCreation(w, r, &creation{slot: slot, uploadID: id, kind: kind, addr: addr})
+		g.createPartial(w, r, sp, slot, addr)
 		return
+	}
+	// A creation may carry the upload's first bytes, never more than the
+	// upload's length; a deferred length is bounded by the slot's size.
+	if size >= 0 {
+		bodyOf(r).bound(size)
+	} else if slot.Size >= 0 {
+		bodyOf(r).bound(slot.Size)
 	}
 
 	id, lerr := g.slotUploadID(ctx, sp.Path)
@@ -210,8 +231,8 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 // rebindAtCreation re-binds the upload named by Upload-Resume-From to the
 // fresh slot of this creation and answers with the same upload URL as before
 // and its current offset, so the client keeps PATCHing where it was.
-func (g *Gateway) rebindAtCreation(w http.ResponseWriter, r *http.Request, from string, slot auth.Slot, expired bool, size int64, addr string) {
-	sess, info, rf := g.rebindFrom(r.Context(), from, slot, expired, size, addr)
+func (g *Gateway) rebindAtCreation(w http.ResponseWriter, r *http.Request, sp slotPath, from string, slot auth.Slot, expired bool, size int64, addr string) {
+	sess, info, rf := g.rebindFrom(r, sp, from, slot, expired, size, addr)
 	if rf != nil {
 		g.writeRefusal(w, r, rf)
 		return
@@ -225,20 +246,111 @@ func (g *Gateway) passCreation(w http.ResponseWriter, r *http.Request, cr *creat
 	g.serveTusd(w, r, "", nil)
 }
 
+// maxPartials is how many partial uploads (tus concatenation) one slot may
+// have at a time. tus-js-client's parallelUploads uses a handful.
+const maxPartials = 16
+
+// partialID is the ID of the i-th partial upload of a slot. Partial uploads
+// have IDs of their own (never the slot's file), derived like the whole
+// upload's, so that a slot can have at most maxPartials of them.
+func (g *Gateway) partialID(slotPath string, i int) string {
+	// A slot path never contains a NUL byte (parseSlotPath refuses it).
+	return auth.DeriveUploadID(g.cfg.IDKey, slotPath+"\x00partial\x00"+strconv.Itoa(i))
+}
+
+// createPartial creates a partial upload of a slot. Every byte stored under a
+// slot is bounded by its signed size: the lengths of the slot's partial
+// uploads add up to at most that size (or the gateway's maximum size for a
+// slot that signs none), and a slot has at most maxPartials of them. The
+// check and the creation run under a lock of the slot's partials, so that
+// concurrent creations (on any instance) cannot both take the last room.
+func (g *Gateway) createPartial(w http.ResponseWriter, r *http.Request, sp slotPath, slot auth.Slot, addr string) {
+	ctx := r.Context()
+	if r.Header.Get("Upload-Defer-Length") != "" {
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "a partial upload states its length in Upload-Length"))
+		return
+	}
+	n, err := strconv.ParseInt(r.Header.Get("Upload-Length"), 10, 64)
+	if err != nil || n < 0 {
+		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "missing or invalid Upload-Length header"))
+		return
+	}
+	budget := slot.Size
+	if budget < 0 && g.cfg.MaxSize > 0 {
+		budget = g.cfg.MaxSize
+	}
+	if budget >= 0 && n > budget {
+		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "a partial upload larger than the slot's size"))
+		return
+	}
+	// No partial joins a slot whose file is complete.
+	if own, moved, err := g.slotMapping(ctx, sp.Path); err != nil {
+		g.writeRefusal(w, r, refusalFor(err))
+		return
+	} else if moved {
+		g.writeRefusal(w, r, errSlotMoved)
+		return
+	} else if info, err := g.cfg.Storage.Info(ctx, own); err == nil && !info.SizeIsDeferred && info.Offset == info.Size {
+		g.writeRefusal(w, r, refuse(http.StatusConflict, "the slot's file is complete"))
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, g.cfg.LockTimeout)
+	defer cancel()
+	lock, err := g.cfg.Storage.Lock(lctx, g.partialID(sp.Path, -1), func() {})
+	if err != nil {
+		g.writeRefusal(w, r, refuse(http.StatusLocked, "the slot's partial uploads are being created; retry").with("Retry-After", "1"))
+		return
+	}
+	defer func() { _ = lock.Unlock() }()
+	free, used := "", int64(0)
+	for i := range maxPartials {
+		id := g.partialID(sp.Path, i)
+		s, err := g.cfg.Sessions.Authorize(ctx, id)
+		switch {
+		case errors.Is(err, auth.ErrSessionNotFound):
+			if free == "" {
+				free = id
+			}
+		case err == nil, errors.Is(err, auth.ErrSessionExpired):
+			used += max(s.Size, 0)
+		default:
+			g.writeRefusal(w, r, refusalFor(err))
+			return
+		}
+	}
+	if free == "" {
+		g.writeRefusal(w, r, refuse(http.StatusForbidden, "the slot has "+strconv.Itoa(maxPartials)+" partial uploads already"))
+		return
+	}
+	if budget >= 0 && used+n > budget {
+		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "the slot's partial uploads would be larger than the slot's size"))
+		return
+	}
+	bodyOf(r).bound(n)
+	g.passCreation(w, r, &creation{slot: slot, uploadID: free, kind: auth.KindPartial, addr: addr})
+}
+
 // checkPartials authorises the partial uploads named by a final concatenation:
 // each must be a valid ID of a live partial upload of the same slot. It
-// returns their total size.
+// returns their total size. Each URL is read as tusd reads it (the ID is what
+// follows the first occurrence of tusd's base path), and only a URL whose ID
+// is then a valid upload ID passes, so that the gateway checks exactly the
+// uploads that tusd will concatenate.
 func (g *Gateway) checkPartials(ctx context.Context, concat string, sp slotPath) (int64, *refusal) {
 	slotKey := auth.SlotKey(sp.Path)
 	var total int64
 	n := 0
-	for _, u := range strings.Fields(strings.TrimPrefix(concat, "final;")) {
-		i := strings.LastIndex(u, g.cfg.TusBase)
-		if i < 0 {
+	for _, u := range strings.Split(strings.TrimPrefix(concat, "final;"), " ") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			continue
+		}
+		_, rest, ok := strings.Cut(u, g.tusLocation)
+		if !ok {
 			return 0, refuse(http.StatusBadRequest, "invalid Upload-Concat header")
 		}
-		id := u[i+len(g.cfg.TusBase):]
-		if !auth.ValidUploadID(id) {
+		id := strings.Trim(rest, "/")
+		if !auth.ValidUploadID(id) || id != rest {
 			return 0, refuse(http.StatusBadRequest, "invalid upload in Upload-Concat header")
 		}
 		sess, err := g.cfg.Sessions.Authorize(ctx, auth.BaseUploadID(id))
@@ -261,7 +373,7 @@ func (g *Gateway) checkPartials(ctx context.Context, concat string, sp slotPath)
 		total += info.Size
 		n++
 	}
-	if n == 0 {
+	if n == 0 || n > maxPartials {
 		return 0, refuse(http.StatusBadRequest, "invalid Upload-Concat header")
 	}
 	return total, nil
@@ -405,7 +517,23 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	r2 := *r
 	r2.URL = &u
 	r = &r2
+	if r.Method == http.MethodPatch && sess != nil {
+		if rf := g.boundPatch(r, *sess); rf != nil {
+			g.writeRefusal(w, r, rf)
+			return
+		}
+	}
 	rec := &recorder{ResponseWriter: w}
+	if r.Method == http.MethodPatch {
+		// A body that stalled past the network timeout is the client's
+		// fault, not the server's: 408, as the PUT door answers (tusd says 500).
+		rec.mapStatus = func(h http.Header, status int) int {
+			if status == http.StatusInternalServerError && bodyOf(r).timedOut() {
+				return http.StatusRequestTimeout
+			}
+			return status
+		}
+	}
 	if r.Method == http.MethodHead {
 		// tus-js-client restarts an upload from byte 0 after a 5xx on HEAD
 		// but retries a 423: an outage of a dependency must not cost uploads.
@@ -444,6 +572,38 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	if _, err := g.touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 		g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
 	}
+}
+
+// boundPatch bounds the body of a PATCH by its upload's size: every byte
+// stored under a slot is bounded by its signed size, also for an upload whose
+// length was deferred. A PATCH that declares a deferred length must declare
+// the slot's size.
+func (g *Gateway) boundPatch(r *http.Request, sess auth.Session) *refusal {
+	size := sess.Size
+	if size < 0 && g.cfg.MaxSize > 0 {
+		size = g.cfg.MaxSize
+	}
+	if v := r.Header.Get("Upload-Length"); v != "" && size >= 0 {
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil || n < 0:
+			return refuse(http.StatusBadRequest, "invalid Upload-Length header")
+		case n > size:
+			return refuse(http.StatusRequestEntityTooLarge, "larger than the slot's size")
+		case sess.Size >= 0 && n != sess.Size:
+			return refuse(http.StatusBadRequest, "Upload-Length differs from the slot's size")
+		}
+	}
+	if size < 0 {
+		return nil
+	}
+	off, err := strconv.ParseInt(r.Header.Get("Upload-Offset"), 10, 64)
+	if err != nil || off < 0 || off > size {
+		// tusd refuses the request before it reads the body.
+		return nil
+	}
+	bodyOf(r).bound(size - off)
+	return nil
 }
 
 // tusdHandler is tusd's handler for method, behind tusd's middleware (which

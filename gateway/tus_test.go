@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
 )
 
@@ -16,7 +17,7 @@ func TestTusUploadThroughSlot(t *testing.T) {
 	tg := newTestGateway(t)
 	data := "hello, resumable world"
 	slot := tg.sign(auth.ProtoV2, "greeting.txt", int64(len(data)), strp("text/plain"))
-	res := tg.tusCreate(slot, int64(len(data)), map[string]string{"Upload-Metadata": metadataHeader(map[string]string{"filetype": "text/plain"})})
+	res := tg.tusCreate(slot, int64(len(data)), map[string]string{"Upload-Metadata": handler.SerializeMetadataHeader(map[string]string{"filetype": "text/plain"})})
 	wantStatus(t, res, http.StatusCreated)
 	loc := res.Header.Get("Location")
 	if !strings.HasPrefix(loc, tg.srv.URL+"/files/") {
@@ -255,7 +256,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestConcatenationOnlyWithOwnPartials(t *testing.T) {
 	tg := newTestGateway(t)
 	slot := tg.sign(auth.ProtoV1, "joined.bin", 6, nil)
-	meta := map[string]string{"Upload-Concat": "partial", "Upload-Metadata": metadataHeader(map[string]string{"filesize": "6"})}
+	meta := map[string]string{"Upload-Concat": "partial", "Upload-Metadata": handler.SerializeMetadataHeader(map[string]string{"filesize": "6"})}
 	var parts []string
 	for _, chunk := range []string{"abc", "def"} {
 		res := tg.tusCreate(slot, 3, meta)
@@ -266,7 +267,7 @@ func TestConcatenationOnlyWithOwnPartials(t *testing.T) {
 	}
 	// A partial of another slot must not be joined.
 	otherSlot := tg.sign(auth.ProtoV1, "other.bin", 3, nil)
-	res := tg.tusCreate(otherSlot, 3, map[string]string{"Upload-Concat": "partial", "Upload-Metadata": metadataHeader(map[string]string{"filesize": "3"})})
+	res := tg.tusCreate(otherSlot, 3, map[string]string{"Upload-Concat": "partial", "Upload-Metadata": handler.SerializeMetadataHeader(map[string]string{"filesize": "3"})})
 	wantStatus(t, res, http.StatusCreated)
 	foreign := res.Header.Get("Location")
 	wantStatus(t, tg.patch(foreign, 0, "xyz"), http.StatusNoContent)

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"strconv"
@@ -100,18 +99,4 @@ func (g *Gateway) callTusd(w http.ResponseWriter, r *http.Request, call tusCall)
 	c := &captured{real: w, header: http.Header{}}
 	g.tusdHandler(call.method).ServeHTTP(c, r2)
 	return c
-}
-
-// metadataHeader encodes tus Upload-Metadata.
-func metadataHeader(meta map[string]string) string {
-	var b bytes.Buffer
-	for k, v := range meta {
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(k)
-		b.WriteByte(' ')
-		b.WriteString(base64.StdEncoding.EncodeToString([]byte(v)))
-	}
-	return b.String()
 }
