@@ -3,9 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -31,8 +36,12 @@ const (
 	xmppSizeLimit = 16 * MiB
 )
 
-// TestXMPPUploadProsody uploads the same set of files through each of
-// Prosody's upload components and downloads them again from the GET URLs.
+// TestXMPPUploadProsody first sends bad requests with Prosody's slots of
+// every component (altered, missing, expired and other slots' signatures,
+// oversize bodies), enough to use up the gateway's allowance of failed slot
+// checks for the loopback address, then uploads the same set of files through
+// each component from that same address and downloads them again from the
+// GET URLs: a slot whose signature verifies must still be accepted.
 func TestXMPPUploadProsody(t *testing.T) {
 	t.Parallel()
 	python := requireXMPP(t)
@@ -44,18 +53,14 @@ func TestXMPPUploadProsody(t *testing.T) {
 	password := randomHex(t, 12)
 	p.register(t, xmppUser, password)
 
-	files := xmppTestFiles(t)
-	for _, c := range []struct {
-		name, service string
-		check         func(t *testing.T, up xmppUpload)
-	}{
-		{"http_upload_external_v1", "upload-v1." + xmppDomain, func(t *testing.T, up xmppUpload) {
+	components := []xmppComponent{
+		{"http_upload_external_v1", "upload-v1." + xmppDomain, "v", func(t *testing.T, up xmppUpload) {
 			xmppRequireSignature(t, up, "v")
 		}},
-		{"http_upload_external_v2", "upload-v2." + xmppDomain, func(t *testing.T, up xmppUpload) {
+		{"http_upload_external_v2", "upload-v2." + xmppDomain, "v2", func(t *testing.T, up xmppUpload) {
 			xmppRequireSignature(t, up, "v2")
 		}},
-		{"http_file_share_jwt", "share." + xmppDomain, func(t *testing.T, up xmppUpload) {
+		{"http_file_share_jwt", "share." + xmppDomain, "", func(t *testing.T, up xmppUpload) {
 			u := xmppParseURL(t, up.PutURL)
 			if u.RawQuery != "" {
 				t.Errorf("%s: PUT URL %s carries a query; mod_http_file_share signs with a header", up.Name, up.PutURL)
@@ -67,7 +72,16 @@ func TestXMPPUploadProsody(t *testing.T) {
 				t.Errorf("%s: GET URL %s differs from PUT URL %s; mod_http_file_share hands out one URL", up.Name, up.GetURL, up.PutURL)
 			}
 		}},
-	} {
+	}
+
+	// The bad requests run to the end before any genuine upload starts: the
+	// parallel subtests below wait until this function has returned.
+	t.Run("bad_requests_first", func(t *testing.T) {
+		xmppBadRequestsFirst(t, python, p, password, s, components)
+	})
+
+	files := xmppTestFiles(t)
+	for _, c := range components {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			res := runXEP0363Client(t, python, p, xmppUser+"@"+xmppDomain, password, c.service, files)
@@ -114,6 +128,233 @@ func TestXMPPUploadProsody(t *testing.T) {
 			}
 		})
 	}
+}
+
+// xmppComponent is one of Prosody's upload components.
+type xmppComponent struct {
+	name, service string
+	sig           string // the signature's query parameter; "" for a bearer JWT
+	check         func(t *testing.T, up xmppUpload)
+}
+
+// xmppFailedCheckLimit is the gateway's default allowance of failed slot
+// checks per client address (--failed-checks-per-minute).
+const xmppFailedCheckLimit = 10
+
+// xmppBadRequest is a PUT that the gateway must refuse.
+type xmppBadRequest struct {
+	what   string
+	url    string
+	header map[string]string
+	size   int64 // the body's length
+	want   int   // the status while the address has failed checks left
+}
+
+// xmppBadRequestsFirst gets two small slots (a and b, 10 bytes, no type) from
+// every component and sends bad PUTs with them from the loopback address the
+// XMPP client uploads from, more than the gateway's allowance of failed slot
+// checks. While fewer than xmppFailedCheckLimit bad requests have been sent,
+// each must get its own status exactly; after that 429 (with Retry-After),
+// or 403 again for the forged signatures that come last, should the
+// allowance have refilled meanwhile; and 429 must have been seen. None of
+// them may store anything at its slot.
+func xmppBadRequestsFirst(t *testing.T, python string, p *prosody, password string, s *server, components []xmppComponent) {
+	var small []xmppFile
+	for _, name := range []string{"bad-a.bin", "bad-b.bin"} {
+		path, sum := randomFile(t, name, 10)
+		small = append(small, xmppFile{Path: path, Via: "slot", Size: 10, SHA256: sum})
+	}
+	slots := make(map[string][]xmppUpload)
+	var mu sync.Mutex
+	t.Run("slots", func(t *testing.T) {
+		for _, c := range components {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				res := runXEP0363Client(t, python, p, xmppUser+"@"+xmppDomain, password, c.service, small)
+				if len(res.Uploads) != len(small) {
+					t.Fatalf("the client reported %d slots; want %d", len(res.Uploads), len(small))
+				}
+				mu.Lock()
+				slots[c.name] = res.Uploads
+				mu.Unlock()
+			})
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	var bad, forged []xmppBadRequest
+	// The JWT door first: its refusals other than a forged signature (an
+	// expired token, no bearer token, an oversize body, another slot's token)
+	// come while the address still has failed checks left, so that each gets
+	// its own status.
+	ordered := slices.Clone(components)
+	slices.SortStableFunc(ordered, func(a, b xmppComponent) int {
+		return strings.Compare(a.sig, b.sig) // "" (JWT), then v, then v2
+	})
+	for _, c := range ordered {
+		a, b := slots[c.name][0], slots[c.name][1]
+		if c.sig == "" {
+			auth := a.PutHeaders["Authorization"]
+			token := strings.TrimPrefix(auth, "Bearer ")
+			if token == auth {
+				t.Fatalf("%s: slot headers %v; want Authorization: Bearer <JWT>", a.Name, xmppHeaderNames(a.PutHeaders))
+			}
+			bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+			// Prosody's tokens live 5 minutes: this is the token it handed
+			// out, with its expiry moved back as if those had passed, signed
+			// again with the shared secret.
+			expired := xmppResignJWT(t, token, s.Secret, func(claims map[string]any) {
+				now := time.Now().Unix()
+				claims["iat"], claims["exp"] = now-900, now-600
+			})
+			bad = append(bad,
+				xmppBadRequest{"jwt: expired token", a.PutURL, bearer(expired), a.Size, 403},
+				xmppBadRequest{"jwt: no Authorization header", a.PutURL, nil, a.Size, 403},
+				xmppBadRequest{"jwt: Authorization: Bearer without a token", a.PutURL, map[string]string{"Authorization": "Bearer"}, a.Size, 401},
+				xmppBadRequest{"jwt: body larger than the token's filesize", a.PutURL, bearer(token), a.Size + 1, 413},
+				xmppBadRequest{"jwt: another slot's token", b.PutURL, bearer(token), b.Size, 403},
+				xmppBadRequest{"jwt: altered signature", a.PutURL, bearer(xmppAlterJWT(t, token)), a.Size, 403},
+			)
+			forged = append(forged, xmppBadRequest{"jwt: altered signature", a.PutURL, bearer(xmppAlterJWT(t, token)), a.Size, 403})
+			continue
+		}
+		ua, ub := xmppParseURL(t, a.PutURL), xmppParseURL(t, b.PutURL)
+		altered := xmppWithQuery(ua, c.sig, xmppAlterHex(t, ua.Query().Get(c.sig)))
+		other := *ub
+		other.RawQuery = ua.RawQuery
+		unsigned := *ua
+		unsigned.RawQuery = ""
+		bad = append(bad,
+			xmppBadRequest{c.sig + ": altered signature", altered, nil, a.Size, 403},
+			xmppBadRequest{c.sig + ": no signature", unsigned.String(), nil, a.Size, 403},
+			xmppBadRequest{c.sig + ": another slot's signature", other.String(), nil, b.Size, 403},
+			// v1 and v2 sign the size: at a slot without an upload a longer
+			// body cannot be told from a forged signature.
+			xmppBadRequest{c.sig + ": body larger than the signed size", a.PutURL, nil, a.Size + 1, 403},
+		)
+		forged = append(forged, xmppBadRequest{c.sig + ": altered signature", altered, nil, a.Size, 403})
+	}
+	bad = append(append(bad, forged...), forged...)
+
+	limited := 0
+	for i, r := range bad {
+		status, header, body := xmppPut(t, r.url, r.header, r.size)
+		t.Logf("bad request %d (%s): PUT %d B → %d %s", i+1, r.what, r.size, status, body)
+		switch {
+		case status == r.want && (i < xmppFailedCheckLimit || r.want == 403):
+			if status == 401 && !strings.HasPrefix(header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("bad request %d (%s): 401 without WWW-Authenticate: Bearer", i+1, r.what)
+			}
+		case status == 429 && i >= xmppFailedCheckLimit:
+			limited++
+			if header.Get("Retry-After") == "" {
+				t.Errorf("bad request %d (%s): 429 without Retry-After", i+1, r.what)
+			}
+		case i < xmppFailedCheckLimit:
+			t.Errorf("bad request %d (%s): PUT %s answered %d %q; want %d", i+1, r.what, r.url, status, body, r.want)
+		default:
+			t.Errorf("bad request %d (%s), after %d bad ones: PUT %s answered %d %q; want 429 (or %d)", i+1, r.what, i, r.url, status, body, r.want)
+		}
+	}
+	if limited == 0 {
+		t.Errorf("none of %d bad requests from one address got 429; the gateway allows %d failed slot checks a minute", len(bad), xmppFailedCheckLimit)
+	}
+	for _, c := range components {
+		for _, up := range slots[c.name] {
+			if resp, _, n := download(t, up.GetURL); resp.StatusCode != 404 {
+				t.Errorf("%s: after the bad requests GET %s = %d (%d B); want 404", c.name, up.GetURL, resp.StatusCode, n)
+			}
+		}
+	}
+}
+
+// xmppPut sends a PUT of size zero bytes to u with header and returns the
+// status, the headers and the start of the body.
+func xmppPut(t *testing.T, u string, header map[string]string, size int64) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, u, bytes.NewReader(make([]byte, size)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("PUT %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+	return resp.StatusCode, resp.Header, strings.TrimSpace(string(body))
+}
+
+// xmppWithQuery is u with query parameter name set to value.
+func xmppWithQuery(u *url.URL, name, value string) string {
+	c := *u
+	q := c.Query()
+	q.Set(name, value)
+	c.RawQuery = q.Encode()
+	return c.String()
+}
+
+// xmppAlterHex changes the first digit of a hex MAC.
+func xmppAlterHex(t *testing.T, mac string) string {
+	t.Helper()
+	if mac == "" {
+		t.Fatal("no signature to alter")
+	}
+	d := "1"
+	if mac[0] == '1' {
+		d = "2"
+	}
+	return d + mac[1:]
+}
+
+// xmppAlterJWT changes the first character of a JWT's signature (the last
+// character may only carry padding bits).
+func xmppAlterJWT(t *testing.T, token string) string {
+	t.Helper()
+	i := strings.LastIndexByte(token, '.')
+	if i < 0 || i+1 >= len(token) {
+		t.Fatalf("token %.12s… has no signature to alter", token)
+	}
+	c := "A"
+	if token[i+1] == 'A' {
+		c = "B"
+	}
+	return token[:i+1] + c + token[i+2:]
+}
+
+// xmppResignJWT decodes token's claims, lets edit change them and signs them
+// again (HS256) with secret under the token's own header.
+func xmppResignJWT(t *testing.T, token, secret string, edit func(claims map[string]any)) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %.12s… is not a JWT", token)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("JWT claims: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		t.Fatalf("JWT claims: %v", err)
+	}
+	edit(claims)
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(signed))
+	return signed + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
 func xmppRequireSignature(t *testing.T, up xmppUpload, param string) {
@@ -258,7 +499,7 @@ func runXEP0363Client(t *testing.T, python string, p *prosody, jid, password, se
 	if !res.OK || runErr != nil {
 		t.Fatalf("xep0363_upload.py for %s: exit %v, error %q\nstderr:\n%s", service, runErr, res.Error, stderr.Bytes())
 	}
-	t.Logf("slixmpp uploaded %d files through %s in %v", len(res.Uploads), service, time.Since(start).Round(time.Millisecond))
+	t.Logf("slixmpp handled %d files through %s in %v", len(res.Uploads), service, time.Since(start).Round(time.Millisecond))
 	return res
 }
 

@@ -11,10 +11,12 @@ requests a slot for every file of the --files list and PUTs the file:
   via "http":   the slot request is built by hand (the content-type attribute
                 is left out when the file has no type) and the PUT is sent
                 with http.client: Content-Length, Content-Type only when the
-                file has a type, and the headers the slot asks for.
+                file has a type, and the headers the slot asks for;
+  via "slot":   the slot request of "http" without the PUT: the slot is
+                reported (status null) for the caller to use as it likes.
 
 --files is a JSON file: [{"path": ..., "type": "image/jpeg" | null,
-"via": "helper" | "http"}, ...]; the slot's file name is the base name of
+"via": "helper" | "http" | "slot"}, ...]; the slot's file name is the base name of
 path. The result is one JSON line on stdout:
 
   {"ok": true, "service": {"jid", "identities", "features", "max_file_size"},
@@ -148,7 +150,7 @@ class Uploader(slixmpp.ClientXMPP):
                 up["put_url"] = slot["put"]["url"]
                 up["put_headers"] = {h["name"]: h["value"] for h in slot["put"]["headers"]}
                 up["get_url"] = slot["get"]["url"]
-            elif via == "http":
+            elif via in ("http", "slot"):
                 iq = self.make_iq_get(ito=plugin.upload_service)
                 req = iq["http_upload_request"]
                 req["filename"] = name
@@ -160,8 +162,11 @@ class Uploader(slixmpp.ClientXMPP):
                 up["put_url"] = slot["put"]["url"]
                 up["put_headers"] = {h["name"]: h["value"] for h in slot["put"]["headers"]}
                 up["get_url"] = slot["get"]["url"]
-                up["status"], up["body"] = await asyncio.get_event_loop().run_in_executor(
-                    None, http_put, up["put_url"], path, size, ctype, up["put_headers"])
+                if via == "http":
+                    up["status"], up["body"] = await asyncio.get_event_loop().run_in_executor(
+                        None, http_put, up["put_url"], path, size, ctype, up["put_headers"])
+                else:
+                    up["status"], up["body"] = None, ""
             else:
                 raise ValueError("unknown via %r" % via)
             uploads.append(up)
