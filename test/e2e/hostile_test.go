@@ -528,6 +528,7 @@ func hostileOverlong(t *testing.T, s *server) {
 		sl := hosSlot(t, s, auth.ProtoV2, "put.txt", 5)
 		hosCreated(t, "tus creation of 5 bytes", sessCreate(t, c, sl, "put.txt", 5, ""))
 		a, err := hosChunked(http.MethodPut, sl.PutURL, http.Header{}, long)
+		t.Logf("chunked PUT of %q at a 5-byte slot: %s %v", long, a, err)
 		if err != nil {
 			t.Errorf("chunked PUT of %q at a 5-byte slot: %v; want 413", long, err)
 		} else if a.Status != http.StatusRequestEntityTooLarge {
@@ -546,6 +547,7 @@ func hostileOverlong(t *testing.T, s *server) {
 			"Upload-Offset", "0",
 			"Content-Type", "application/offset+octet-stream",
 		), long)
+		t.Logf("chunked PATCH of %q to a 5-byte upload: %s %v", long, a, err)
 		if err != nil {
 			t.Errorf("chunked PATCH of %q to a 5-byte upload: %v; want 413", long, err)
 		} else if a.Status != http.StatusRequestEntityTooLarge {
@@ -709,6 +711,16 @@ type hosWaitResult struct {
 	closed   time.Duration // when the gateway closed the connection (0: not within the limit)
 }
 
+func (r hosWaitResult) String() string {
+	at := func(d time.Duration) string {
+		if d == 0 {
+			return "never"
+		}
+		return d.Round(10 * time.Millisecond).String()
+	}
+	return fmt.Sprintf("status line %q, first byte after %s, closed after %s", r.status, at(r.answered), at(r.closed))
+}
+
 // hosWait reads from conn for at most limit: until the gateway closes it, or,
 // with untilAnswer, until a status line has arrived.
 func hosWait(conn net.Conn, limit time.Duration, untilAnswer bool) hosWaitResult {
@@ -757,12 +769,12 @@ func hostileStalled(t *testing.T) {
 		}
 		r := hosWait(conn, 8*time.Second, false)
 		conn.Close()
-		t.Logf("forged PUT announcing 1000 bytes, none sent: %q after %v, closed after %v", r.status, r.answered, r.closed)
+		t.Logf("forged PUT announcing 1000 bytes, none sent (watched for 8s): %s", r)
 		if r.answered == 0 || r.answered > 2*time.Second || !strings.Contains(r.status, " 403 ") {
-			t.Errorf("forged PUT announcing 1000 bytes, none sent: %q after %v; want 403 within 2s", r.status, r.answered)
+			t.Errorf("forged PUT announcing 1000 bytes, none sent: %s; want 403 within 2s", r)
 		}
 		if r.closed == 0 || r.closed > 5*time.Second {
-			t.Errorf("forged PUT announcing 1000 bytes, none sent: the connection was not closed within 5s (closed after %v; 0: not within 8s)", r.closed)
+			t.Errorf("forged PUT announcing 1000 bytes, none sent: %s; want the connection closed within 5s", r)
 		}
 
 		const n = 50
@@ -818,7 +830,7 @@ func hostileStalled(t *testing.T) {
 			}
 			defer conn.Close()
 			r := hosWait(conn, limit, true)
-			t.Logf("PUT of other bytes to the complete file, stalled after 2 bytes: %q after %v, closed after %v", r.status, r.answered, r.closed)
+			t.Logf("PUT of other bytes to the complete file, stalled after 2 bytes: %s", r)
 			if r.answered == 0 && r.closed == 0 {
 				t.Errorf("PUT of other bytes to the complete file, stalled after 2 bytes: neither answered nor closed within %v", limit)
 			}
@@ -837,7 +849,7 @@ func hostileStalled(t *testing.T) {
 			}
 			defer conn.Close()
 			r := hosWait(conn, limit, true)
-			t.Logf("full retry of a partial upload, stalled after 2 bytes: %q after %v, closed after %v", r.status, r.answered, r.closed)
+			t.Logf("full retry of a partial upload, stalled after 2 bytes: %s", r)
 			if r.answered == 0 && r.closed == 0 {
 				t.Errorf("full retry of a partial upload, stalled after 2 bytes: neither answered nor closed within %v", limit)
 			}
@@ -913,6 +925,9 @@ func hostileConcatPath(t *testing.T, s *server) {
 		}
 	}
 	hosMustNotServe(t, "after the refused final uploads", sl.GetURL)
+	// The same final upload with the partial's own path is the genuine one.
+	hosCreated(t, "Upload-Concat: final;/files/"+id, final("final;/files/"+id))
+	hosMustServe(t, "the final upload", sl.GetURL, []byte("0123456789"))
 }
 
 // ---------------------------------------------------------------------------
