@@ -45,13 +45,6 @@ type Config struct {
 	NetworkTimeout time.Duration
 	// LockTimeout is how long a request waits for an upload's lock before 423.
 	LockTimeout time.Duration
-	// GracefulCompletion is how long an interrupted write may take to save what arrived.
-	GracefulCompletion time.Duration
-	// CleanupInterval is how often expired uploads are removed (0: 10 minutes).
-	CleanupInterval time.Duration
-	// OrphanSweepInterval is how often the storage is searched for uploads
-	// whose session record is gone (0: 6 hours; see sweepOrphans).
-	OrphanSweepInterval time.Duration
 	// FailedChecksPerMinute is how many failed slot verifications a client
 	// address may make per minute before it gets 429 (0: 10; negative: no limit).
 	FailedChecksPerMinute int
@@ -69,9 +62,21 @@ type Config struct {
 	Demo *DemoConfig
 }
 
+// Intervals of the gateway's own work.
+const (
+	// gracefulCompletion is how long an interrupted write may take to save
+	// what arrived (tusd's GracefulRequestCompletionTimeout).
+	gracefulCompletion = 10 * time.Second
+	// cleanupInterval is how often expired uploads are removed.
+	cleanupInterval = 10 * time.Minute
+	// orphanSweepInterval is how often the storage is searched for uploads
+	// whose session record is gone (see sweepOrphans).
+	orphanSweepInterval = 6 * time.Hour
+)
+
 // headGrace is how long tusd's HEAD handler keeps a request's context after
 // the request ended. A write needs time to save what arrived
-// (Config.GracefulCompletion); a HEAD has nothing to save, and under a
+// (gracefulCompletion); a HEAD has nothing to save, and under a
 // polling load tusd's 10 s default kept about 270 MiB of finished requests.
 const headGrace = 50 * time.Millisecond
 
@@ -133,15 +138,6 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.LockTimeout <= 0 {
 		cfg.LockTimeout = 20 * time.Second
 	}
-	if cfg.GracefulCompletion <= 0 {
-		cfg.GracefulCompletion = 10 * time.Second
-	}
-	if cfg.CleanupInterval <= 0 {
-		cfg.CleanupInterval = 10 * time.Minute
-	}
-	if cfg.OrphanSweepInterval <= 0 {
-		cfg.OrphanSweepInterval = 6 * time.Hour
-	}
 	if cfg.FailedChecksPerMinute == 0 {
 		cfg.FailedChecksPerMinute = 10
 	}
@@ -175,7 +171,7 @@ func New(cfg Config) (*Gateway, error) {
 		Logger:                           newTusdLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		NetworkTimeout:                   cfg.NetworkTimeout,
 		AcquireLockTimeout:               cfg.LockTimeout,
-		GracefulRequestCompletionTimeout: cfg.GracefulCompletion,
+		GracefulRequestCompletionTimeout: gracefulCompletion,
 		// The resumable-upload draft (interop versions 3 to 6) next to tus 1.0.
 		EnableExperimentalProtocol: true,
 	}
@@ -242,14 +238,14 @@ func (g *Gateway) Handler() http.Handler {
 // Run does the gateway's background work (clean-up of expired uploads, and
 // of uploads without a session) until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
-	t := time.NewTicker(g.cfg.CleanupInterval)
+	t := time.NewTicker(cleanupInterval)
 	defer t.Stop()
 	var swept time.Time
 	for {
 		if err := g.cleanup(ctx); err != nil && ctx.Err() == nil {
 			g.log.WarnContext(ctx, "clean-up failed", "error", err)
 		}
-		if now := g.cfg.Now(); swept.IsZero() || now.Sub(swept) >= g.cfg.OrphanSweepInterval {
+		if now := g.cfg.Now(); swept.IsZero() || now.Sub(swept) >= orphanSweepInterval {
 			swept = now
 			if err := g.sweepOrphans(ctx); err != nil && ctx.Err() == nil {
 				g.log.WarnContext(ctx, "search for uploads without a session failed", "error", err)
