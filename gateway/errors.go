@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 )
 
 // refusal is a request the gateway answers itself with an error status. Its
@@ -102,7 +104,7 @@ func (g *Gateway) writeRefusal(w http.ResponseWriter, req *http.Request, r *refu
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	if b := bodyOf(req); b.unread() {
+	if b := upload.BodyOf(req); b.Unread() {
 		// A refused request is answered without waiting for its body: the
 		// connection is closed after the answer, and the read deadline is
 		// moved to now so that net/http does not wait for the rest of the
@@ -111,12 +113,32 @@ func (g *Gateway) writeRefusal(w http.ResponseWriter, req *http.Request, r *refu
 		h.Set("Connection", "close")
 		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
-	body := r.reason + "\n"
-	if req.Method == http.MethodHead {
-		w.WriteHeader(r.status)
-		return
+	g.send(w, req, r.status, r.reason+"\n")
+}
+
+// send writes an answer that the gateway composed, with status and a plain
+// text body ("" for none). The door's protocol completes it first (finish).
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, status int, body string) {
+	status, replaced := g.finish(w, r, status)
+	if replaced != "" {
+		body = replaced
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(r.status)
-	_, _ = w.Write([]byte(body))
+	if r.Method != http.MethodHead {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if body != "" && r.Method != http.MethodHead {
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+// finish applies the protocol of the request's door to a final answer before
+// it is sent: the status to send, and a body that replaces the answer's own
+// ("" keeps it). Only the resumable-upload draft has anything to add.
+func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, status int) (int, string) {
+	if d := draftOf(r); d != nil {
+		return d.finish(w.Header(), status)
+	}
+	return status, ""
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
@@ -84,12 +85,11 @@ const headGrace = 50 * time.Millisecond
 type Gateway struct {
 	cfg    Config
 	log    *slog.Logger
-	tusd   *handler.UnroutedHandler
-	tusdMW func(http.Handler) http.Handler
-	// tusdHead answers HEADs: tusd keeps a goroutine and the request alive
-	// for GracefulRequestCompletionTimeout after every request, which a
-	// read does not need (see headGrace).
-	tusdHead *handler.UnroutedHandler
+	// tus is the one adapter through which every door calls tusd. Its Head
+	// handler answers HEADs: tusd keeps a goroutine and the request alive
+	// for GracefulRequestCompletionTimeout after every request, which a read
+	// does not need (see headGrace).
+	tus upload.Handlers
 	cors     cors
 	metrics  *metrics
 	limiter  *failureLimiter
@@ -179,13 +179,13 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: tusd handler: %w", err)
 	}
-	g.tusd = tusd
-	g.tusdMW = tusd.Middleware
 	tcfg.GracefulRequestCompletionTimeout = headGrace
-	if g.tusdHead, err = handler.NewUnroutedHandler(tcfg); err != nil {
+	head, err := handler.NewUnroutedHandler(tcfg)
+	if err != nil {
 		return nil, fmt.Errorf("gateway: tusd handler for HEAD: %w", err)
 	}
-	g.tusdHead.Metrics = tusd.Metrics // one set of tusd's counters
+	head.Metrics = tusd.Metrics // one set of tusd's counters
+	g.tus = upload.Handlers{Main: tusd, Head: head}
 	m, err := newMetrics(cfg.Registry, tusd.Metrics, cfg.Version)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)
@@ -211,7 +211,7 @@ func (g *Gateway) Handler() http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			// Every read of a request body obeys the network timeout, and
 			// the doors bound it by what the request may store (body.go).
-			r.Body = newBody(w, r, g.cfg.NetworkTimeout)
+			r.Body = upload.NewBody(w, r, g.cfg.NetworkTimeout)
 		}
 		path := r.URL.Path
 		switch {

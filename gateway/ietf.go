@@ -11,6 +11,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 )
 
 // The IETF draft "Resumable Uploads for HTTP" (draft-ietf-httpbis-resumable-
@@ -184,18 +185,18 @@ const (
 	draftUpload                       // offset retrieval, append, cancellation at an upload URL
 )
 
-// draftWriter answers a draft request: it lets one 104 through, states the
-// upload's size as Upload-Limit, and completes tusd's answers where the draft
-// asks for more (completeness field, Upload-Offset on a conflict) or for other
-// status codes. Every 423 becomes 503: a draft client resumes after a 5xx but
-// gives up after a 4xx, and 423 (busy, store unreachable) is tus's "retry".
-type draftWriter struct {
-	http.ResponseWriter
+// draftReq is what the gateway knows about a draft request while it runs. It
+// is not a ResponseWriter: the doors hand every answer they send to finish,
+// and every informational answer to inform, which complete them as the
+// draft's version asks (Upload-Limit, the completeness field, Upload-Offset
+// on a conflict) and choose the draft's status codes. Every 423 becomes 503:
+// a draft client resumes after a 5xx but gives up after a 4xx, and 423 (busy,
+// store unreachable) is tus's "retry".
+type draftReq struct {
 	g    *Gateway
 	r    *http.Request
 	v    int
 	kind draftKind
-	sp   slotPath
 	// id is the upload (draftUpload; draftPut once known) and size its size
 	// (draftPut; -1 while unknown).
 	id   string
@@ -204,38 +205,46 @@ type draftWriter struct {
 	location string
 	// limit is the Upload-Limit of an OPTIONS answer (draftOptions).
 	limit    string
-	informed bool   // a 104 went out
-	status   int    // the final status written (0: none yet)
-	own      bool   // the writer wrote its own body; the handler's is dropped
-	body     string // a body the writer answers with instead of the handler's
+	informed bool // a 104 went out
 }
 
-// Unwrap lets http.ResponseController reach the connection (read deadlines).
-func (d *draftWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
+type draftKey struct{}
 
-func (d *draftWriter) WriteHeader(code int) {
-	if code < 200 {
-		if code == statusResumptionSupported {
-			if d.informed {
-				// Only the first 104 of a creation names the upload.
-				return
-			}
-			d.informed = true
-			d.inform(d.Header())
-		}
-		d.ResponseWriter.WriteHeader(code)
-		return
+// draftOf returns the draft state of a request, nil for a request that does
+// not speak the draft.
+func draftOf(r *http.Request) *draftReq {
+	d, _ := r.Context().Value(draftKey{}).(*draftReq)
+	return d
+}
+
+// withDraft returns r carrying the draft state d.
+func withDraft(r *http.Request, d *draftReq) *http.Request {
+	r = r.WithContext(context.WithValue(r.Context(), draftKey{}, d))
+	d.r = r
+	return r
+}
+
+// informOnce completes a 104 and reports whether it may go out: only the
+// first 104 of a creation names the upload.
+func (d *draftReq) informOnce(h http.Header) bool {
+	if d.informed {
+		return false
 	}
-	if d.status != 0 {
-		return
-	}
-	h := d.Header()
+	d.informed = true
+	d.inform(h)
+	return true
+}
+
+// finish completes a final answer: the status to send, and a body that
+// replaces the answer's own ("" keeps it).
+func (d *draftReq) finish(h http.Header, code int) (int, string) {
 	if code == http.StatusLocked {
 		code = http.StatusServiceUnavailable
 		if h.Get("Retry-After") == "" {
 			h.Set("Retry-After", strconv.Itoa(retryAfter))
 		}
 	}
+	body := ""
 	switch d.kind {
 	case draftPut:
 		code = d.finalPut(h, code)
@@ -246,34 +255,13 @@ func (d *draftWriter) WriteHeader(code int) {
 			h.Set("Upload-Limit", d.limit)
 		}
 	case draftUpload:
-		code = d.finalUpload(h, code)
+		code, body = d.finalUpload(h, code)
 	}
-	d.status = code
-	if d.body != "" {
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("Content-Length", strconv.Itoa(len(d.body)))
-	}
-	d.ResponseWriter.WriteHeader(code)
-	if d.body != "" {
-		d.own = true
-		if d.r.Method != http.MethodHead {
-			_, _ = io.WriteString(d.ResponseWriter, d.body)
-		}
-	}
-}
-
-func (d *draftWriter) Write(p []byte) (int, error) {
-	if d.status == 0 {
-		d.WriteHeader(http.StatusOK)
-	}
-	if d.own {
-		return len(p), nil
-	}
-	return d.ResponseWriter.Write(p)
+	return code, body
 }
 
 // inform completes the 104 of a creation.
-func (d *draftWriter) inform(h http.Header) {
+func (d *draftReq) inform(h http.Header) {
 	h.Set(draftVersionField, strconv.Itoa(d.v))
 	switch d.kind {
 	case draftPut:
@@ -289,7 +277,7 @@ func (d *draftWriter) inform(h http.Header) {
 }
 
 // finalPut completes the answer to a PUT creation.
-func (d *draftWriter) finalPut(h http.Header, code int) int {
+func (d *draftReq) finalPut(h http.Header, code int) int {
 	if code == http.StatusRequestEntityTooLarge && h.Get("Upload-Limit") == "" {
 		// The slot was checked once already; its size is known when the
 		// request stated it.
@@ -324,7 +312,7 @@ func (d *draftWriter) finalPut(h http.Header, code int) int {
 }
 
 // finalPost completes the answer to a POST creation at a slot URL.
-func (d *draftWriter) finalPost(h http.Header, code int) int {
+func (d *draftReq) finalPost(h http.Header, code int) int {
 	if !success(code) {
 		return code
 	}
@@ -341,10 +329,10 @@ func (d *draftWriter) finalPost(h http.Header, code int) int {
 
 // finalUpload completes tusd's answer to offset retrieval, append and
 // cancellation where it falls short of the draft.
-func (d *draftWriter) finalUpload(h http.Header, code int) int {
+func (d *draftReq) finalUpload(h http.Header, code int) (int, string) {
 	if code == http.StatusGone {
 		// The draft's word for an upload that is no longer active.
-		return http.StatusNotFound
+		return http.StatusNotFound, ""
 	}
 	switch d.r.Method {
 	case http.MethodHead:
@@ -354,20 +342,20 @@ func (d *draftWriter) finalUpload(h http.Header, code int) int {
 	case http.MethodPatch:
 		return d.finalAppend(h, code)
 	}
-	return code
+	return code, ""
 }
 
 // finalAppend completes tusd's answer to an append (PATCH). tusd answers 204
 // without the completeness field, 409 without the offset, 413 where the draft
 // asks for 400, and 204 to a PATCH of a complete upload; all of it is known
 // only after tusd ran (and authorised by the session before it did).
-func (d *draftWriter) finalAppend(h http.Header, code int) int {
+func (d *draftReq) finalAppend(h http.Header, code int) (int, string) {
 	if !success(code) && code != http.StatusConflict && code != http.StatusRequestEntityTooLarge {
-		return code
+		return code, ""
 	}
 	info, err := d.g.cfg.Storage.Info(context.WithoutCancel(d.r.Context()), d.id)
 	if err != nil {
-		return code
+		return code, ""
 	}
 	complete := !info.SizeIsDeferred && info.Offset == info.Size
 	setDraftComplete(h, d.v, complete)
@@ -375,9 +363,9 @@ func (d *draftWriter) finalAppend(h http.Header, code int) int {
 		h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
 		if code == http.StatusRequestEntityTooLarge && d.v >= 4 {
 			// Drafts -02 to -05: a length that differs from the recorded one is 400.
-			return http.StatusBadRequest
+			return http.StatusBadRequest, ""
 		}
-		return code
+		return code, ""
 	}
 	reqOff, _ := strconv.ParseInt(d.r.Header.Get("Upload-Offset"), 10, 64)
 	claimsEnd, present, _ := draftComplete(d.r.Header, d.v)
@@ -385,34 +373,33 @@ func (d *draftWriter) finalAppend(h http.Header, code int) int {
 	case d.v >= 6 && complete && reqOff == info.Size:
 		// Drafts -04 and -05: a complete upload is not modified, and the
 		// request is refused (tusd answers 204).
-		d.body = "the upload is already complete\n"
-		return http.StatusBadRequest
+		return http.StatusBadRequest, "the upload is already complete\n"
 	case d.v >= 4 && present && claimsEnd && !complete:
 		// The request said it ends the upload, but the upload's recorded
 		// length is larger: what arrived is kept, the request is refused.
-		d.body = "Upload-Complete: ?1, but the upload's length is " + strconv.FormatInt(info.Size, 10) + " bytes\n"
 		h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
-		return http.StatusBadRequest
+		return http.StatusBadRequest, "Upload-Complete: ?1, but the upload's length is " + strconv.FormatInt(info.Size, 10) + " bytes\n"
 	}
 	// The draft asks for 201 when an incomplete upload was appended to, and
 	// recommends it on completion.
-	return http.StatusCreated
+	return http.StatusCreated, ""
 }
 
 // draftAtSlot prepares a draft request to a slot URL: a PUT or POST creation,
-// or OPTIONS. It returns the writer to answer with, or false when it answered.
-// A PUT without the completeness field is an ordinary PUT and never sees a 1xx.
-func (g *Gateway) draftAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) (http.ResponseWriter, bool) {
+// or OPTIONS. It returns the request carrying its draft state, or false when
+// it answered. A PUT without the completeness field is an ordinary PUT and
+// never sees a 1xx.
+func (g *Gateway) draftAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) (*http.Request, bool) {
 	v := draftVersion(r)
 	if v == 0 {
-		return w, true
+		return r, true
 	}
-	d := &draftWriter{ResponseWriter: w, g: g, r: r, v: v, sp: sp, size: -1}
+	d := &draftReq{g: g, v: v, size: -1}
 	complete, present, cerr := draftComplete(r.Header, v)
 	switch r.Method {
 	case http.MethodPut:
 		if !present {
-			return w, true
+			return r, true
 		}
 		if cerr != nil {
 			g.writeRefusal(w, r, refuse(http.StatusBadRequest, cerr.Error()))
@@ -458,18 +445,19 @@ func (g *Gateway) draftAtSlot(w http.ResponseWriter, r *http.Request, sp slotPat
 		}
 		d.kind, d.limit = draftOptions, limit
 	default:
-		return w, true
+		return r, true
 	}
-	return d, true
+	return withDraft(r, d), true
 }
 
 // draftAtUpload prepares a draft request to an upload URL (offset retrieval,
-// append, cancellation). It returns the writer to answer with, or false when it
-// answered (a request the draft says to refuse for its fields alone).
-func (g *Gateway) draftAtUpload(w http.ResponseWriter, r *http.Request) (http.ResponseWriter, bool) {
+// append, cancellation). It returns the request carrying its draft state, or
+// false when it answered (a request the draft says to refuse for its fields
+// alone).
+func (g *Gateway) draftAtUpload(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	v := draftVersion(r)
 	if v == 0 {
-		return w, true
+		return r, true
 	}
 	id, _ := strings.CutPrefix(r.URL.Path, g.cfg.TusBase)
 	switch r.Method {
@@ -491,19 +479,26 @@ func (g *Gateway) draftAtUpload(w http.ResponseWriter, r *http.Request) (http.Re
 		}
 	case http.MethodOptions:
 	default:
-		return w, true
+		return r, true
 	}
-	return &draftWriter{ResponseWriter: w, g: g, r: r, v: v, kind: draftUpload, id: id, size: -1}, true
+	return withDraft(r, &draftReq{g: g, v: v, kind: draftUpload, id: id, size: -1}), true
+}
+
+// draftPutOf returns the draft state of a draft PUT creation, nil otherwise.
+func draftPutOf(r *http.Request) *draftReq {
+	if d := draftOf(r); d != nil && d.kind == draftPut {
+		return d
+	}
+	return nil
 }
 
 // draftClaimedSize is the size a draft PUT creation claims for the whole file:
 // Upload-Length when it states one (the content may be only the first part).
-func draftClaimedSize(w http.ResponseWriter, claimed int64) int64 {
-	d, ok := w.(*draftWriter)
-	if !ok || d.kind != draftPut {
+func draftClaimedSize(r *http.Request, claimed int64) int64 {
+	if draftPutOf(r) == nil {
 		return claimed
 	}
-	if n, ok, err := headerLength(d.r.Header, "Upload-Length"); ok && err == nil {
+	if n, ok, err := headerLength(r.Header, "Upload-Length"); ok && err == nil {
 		return n
 	}
 	return claimed
@@ -513,18 +508,18 @@ func draftClaimedSize(w http.ResponseWriter, claimed int64) int64 {
 // upload before the PUT continues or confirms it, so that an interrupted retry
 // can be resumed too.
 func (g *Gateway) draftAnnounce(w http.ResponseWriter, r *http.Request, id string, info handler.FileInfo) {
-	d, ok := w.(*draftWriter)
-	if !ok || d.kind != draftPut || info.SizeIsDeferred {
+	d := draftPutOf(r)
+	if d == nil || info.SizeIsDeferred {
 		return
 	}
 	d.id, d.size = id, info.Size
 	d.location = g.uploadURL(r, id)
-	if info.Offset == info.Size {
+	if info.Offset == info.Size || !d.informOnce(w.Header()) {
 		return
 	}
-	h := d.Header()
+	h := w.Header()
 	h.Set("Location", d.location)
-	d.WriteHeader(statusResumptionSupported)
+	w.WriteHeader(statusResumptionSupported)
 	for _, k := range []string{"Location", draftVersionField, "Upload-Limit"} {
 		h.Del(k)
 	}
@@ -533,44 +528,41 @@ func (g *Gateway) draftAnnounce(w http.ResponseWriter, r *http.Request, id strin
 // putCreateDraft is the draft's upload creation by PUT, after the slot checks
 // of putAtSlot: tusd's creation in the draft's form (it sends the 104 with
 // the upload URL once the upload exists), then 201.
-func (g *Gateway) putCreateDraft(d *draftWriter, r *http.Request, slot auth.Slot, id, addr string, body io.Reader, size int64, meta map[string]string) {
+func (g *Gateway) putCreateDraft(w http.ResponseWriter, r *http.Request, d *draftReq, slot auth.Slot, id, addr string, body io.Reader, size int64, meta map[string]string) {
 	d.id, d.size = id, size
 	cr := &creation{slot: slot, uploadID: id, kind: auth.KindWhole, addr: addr}
-	r2 := r.Clone(context.WithValue(r.Context(), creationKey{}, cr))
-	r2.Method = http.MethodPost
-	u := *r.URL
-	u.Path, u.RawPath, u.RawQuery = "", "", ""
-	r2.URL = &u
-	// tusd takes the file's type and name from Content-Type and
-	// Content-Disposition; the slot's are passed as metadata instead, which the
-	// pre-create hook stores for a draft creation.
-	for _, k := range []string{"Content-Type", "Content-Disposition", "Content-Range", "Tus-Resumable", "Upload-Concat", "Upload-Defer-Length", "Upload-Offset"} {
-		r2.Header.Del(k)
-	}
-	r2.Header.Set("Upload-Length", strconv.FormatInt(size, 10))
-	r2.Header.Set("Upload-Metadata", handler.SerializeMetadataHeader(meta))
-	r2.Body = io.NopCloser(body)
-	// The content is the whole file, or its first part (Upload-Length is then
-	// the whole); a PUT that restarts the upload sends the whole file.
-	r2.ContentLength = r.ContentLength
-	c := &captured{real: d, header: http.Header{}}
-	g.tusdMW(http.HandlerFunc(g.tusd.PostFile)).ServeHTTP(c, r2)
-	if !success(c.status) {
-		g.answerPut(d, r, c, size, nil)
+	out := g.tus.Do(w, r, upload.Call{
+		Method:  http.MethodPost,
+		Forward: true,
+		// tusd takes the file's type and name from Content-Type and
+		// Content-Disposition; the slot's are passed as metadata instead,
+		// which the pre-create hook stores for a draft creation.
+		Drop: []string{"Content-Type", "Content-Disposition", "Content-Range", "Tus-Resumable", "Upload-Concat", "Upload-Defer-Length", "Upload-Offset"},
+		Header: map[string]string{
+			"Upload-Length":   strconv.FormatInt(size, 10),
+			"Upload-Metadata": handler.SerializeMetadataHeader(meta),
+		},
+		// The content is the whole file, or its first part (Upload-Length is
+		// then the whole); a PUT that restarts the upload sends the whole file.
+		Body:   body,
+		Length: r.ContentLength,
+		Ctx:    context.WithValue(r.Context(), creationKey{}, cr),
+		Inform: d.informOnce,
+	})
+	if !out.OK() {
+		g.answerPut(w, r, out, size, nil)
 		return
 	}
-	off, _ := c.offset()
-	h := d.Header()
+	h := w.Header()
 	if d.location == "" {
 		d.location = g.uploadURL(r, id)
 	}
-	h.Set("Upload-Offset", strconv.FormatInt(off, 10))
-	if v := c.header.Get("Upload-Expires"); v != "" {
+	h.Set("Upload-Offset", strconv.FormatInt(out.Offset, 10))
+	if v := out.Header.Get("Upload-Expires"); v != "" {
 		h.Set("Upload-Expires", v)
 	}
-	setDraftComplete(h, d.v, off == size)
-	h.Set("Content-Length", "0")
-	d.WriteHeader(http.StatusCreated)
+	setDraftComplete(h, d.v, out.Offset == size)
+	g.send(w, r, http.StatusCreated, "")
 }
 
 // draftMetadata is the metadata a draft creation stores: tusd derives it from

@@ -438,10 +438,10 @@ func TestIETFDraftTusDoor(t *testing.T) {
 	}
 }
 
-// TestIETFDraftWriterStatuses: a draft client resumes after a 5xx but gives
+// TestIETFDraftStatuses: a draft client resumes after a 5xx but gives
 // up after a 4xx, so tus's 423 ("retry") reaches it as 503; an upload whose
 // session ended is 404, the draft's word for it.
-func TestIETFDraftWriterStatuses(t *testing.T) {
+func TestIETFDraftStatuses(t *testing.T) {
 	tg := newTestGateway(t)
 	for _, tc := range []struct {
 		kind       draftKind
@@ -452,14 +452,13 @@ func TestIETFDraftWriterStatuses(t *testing.T) {
 		{draftUpload, http.StatusGone, http.StatusNotFound},
 		{draftUpload, http.StatusForbidden, http.StatusForbidden},
 	} {
-		rec := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodHead, "/files/x", nil)
-		d := &draftWriter{ResponseWriter: rec, g: tg.gw, r: r, v: 6, kind: tc.kind, size: -1}
-		d.WriteHeader(tc.code)
-		if rec.Code != tc.want {
-			t.Errorf("kind %d: %d became %d; want %d", tc.kind, tc.code, rec.Code, tc.want)
+		d := &draftReq{g: tg.gw, r: r, v: 6, kind: tc.kind, size: -1}
+		h := http.Header{}
+		if got, _ := d.finish(h, tc.code); got != tc.want {
+			t.Errorf("kind %d: %d became %d; want %d", tc.kind, tc.code, got, tc.want)
 		}
-		if tc.want == http.StatusServiceUnavailable && rec.Header().Get("Retry-After") == "" {
+		if tc.want == http.StatusServiceUnavailable && h.Get("Retry-After") == "" {
 			t.Errorf("kind %d: 503 without Retry-After", tc.kind)
 		}
 	}

@@ -18,9 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/storage"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 )
 
 // This file is the gateway's request middleware: one log line and the HTTP
@@ -41,6 +40,7 @@ type reqInfo struct {
 	mu      sync.Mutex
 	upload  string // base upload ID, "" while unknown
 	counted string // the upload counted in the active gauge for this request
+	kind    upload.Kind
 }
 
 type reqInfoKey struct{}
@@ -74,6 +74,22 @@ func (ri *reqInfo) setUpload(id string) {
 		ri.active.add(id)
 		ri.counted = id
 	}
+}
+
+// noteOutcome records the outcome of the request's call to tusd, which the
+// request log reads instead of tusd's answer.
+func noteOutcome(ctx context.Context, k upload.Kind) {
+	if ri := infoFrom(ctx); ri != nil {
+		ri.mu.Lock()
+		ri.kind = k
+		ri.mu.Unlock()
+	}
+}
+
+func (ri *reqInfo) outcome() upload.Kind {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	return ri.kind
 }
 
 func (ri *reqInfo) uploadID() string {
@@ -237,7 +253,7 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 			attrs = append(attrs, slog.String("upload", logID(upload)))
 		}
 		if ri.transfer && !success(status) {
-			reason := failureReason(status, ow.sniff, readErr)
+			reason := failureReason(status, ri.outcome(), readErr)
 			g.metrics.failed.WithLabelValues(reason).Inc()
 			attrs = append(attrs, slog.String("failure", reason))
 		}
@@ -340,35 +356,31 @@ func requestID(v string) string {
 	return hex.EncodeToString(b[:])
 }
 
-// failureCauses are the errors that tell why an upload request failed, most
-// specific first. Their code (tus door) or message (PUT door, which passes
-// tusd's message without the code) is looked for in the answer.
-var failureCauses = []struct {
-	err    handler.Error
-	reason string
-}{
-	{handler.ErrServerShutdown, failShutdown},
-	{handler.ErrUploadInterrupted, failInterrupted},
-	{handler.ErrReadTimeout, failTimeout},
-	{handler.ErrConnectionReset, failInterrupted},
-	{handler.ErrUnexpectedEOF, failInterrupted},
-	{storage.ErrUnavailable, failStorage},
-	{storage.ErrInsufficientStorage, failStorage},
-	{handler.ErrSizeExceeded, failTooLarge},
-	{handler.ErrMaxSizeExceeded, failTooLarge},
-	{handler.ErrFileLocked, failLocked},
-	{handler.ErrLockTimeout, failLocked},
-	{handler.ErrMismatchOffset, failConflict},
-}
-
-// failureReason classifies a failed upload request by its answer and by how
-// reading its body ended.
-func failureReason(status int, sniff []byte, readErr error) string {
-	s := string(sniff)
-	for _, c := range failureCauses {
-		if strings.HasPrefix(s, c.err.ErrorCode) || strings.Contains(s, c.err.Message) {
-			return c.reason
-		}
+// failureReason classifies a failed upload request: by the outcome of its
+// call to tusd when it made one (kind), else by how reading its body ended,
+// else by the status the gateway answered.
+func failureReason(status int, kind upload.Kind, readErr error) string {
+	switch kind {
+	case upload.Interrupted, upload.Superseded:
+		return failInterrupted
+	case upload.Timeout:
+		return failTimeout
+	case upload.Shutdown:
+		return failShutdown
+	case upload.TooLarge:
+		return failTooLarge
+	case upload.Storage:
+		return failStorage
+	case upload.Locked:
+		return failLocked
+	case upload.Conflict:
+		return failConflict
+	case upload.NotFound:
+		return failDenied
+	case upload.Invalid:
+		return failInvalid
+	case upload.Internal:
+		return failInternal
 	}
 	if readErr != nil {
 		var ne net.Error
@@ -389,6 +401,8 @@ func failureReason(status int, sniff []byte, readErr error) string {
 	case status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusNotFound ||
 		status == http.StatusGone || status == http.StatusTooManyRequests:
 		return failDenied
+	case status == http.StatusRequestTimeout:
+		return failTimeout
 	case status < 500:
 		return failInvalid
 	}
@@ -428,18 +442,13 @@ func (b *countingBody) result() (int64, error) {
 	return b.n.Load(), b.err
 }
 
-// sniffLen is how much of an error answer is kept to classify it.
-const sniffLen = 256
-
-// obsWriter records the final status and the bytes written, and keeps the
-// start of an error answer. It implements Unwrap (tusd's
+// obsWriter records the final status and the bytes written. It implements Unwrap (tusd's
 // http.ResponseController reaches the connection through it) and ReadFrom
 // (downloads keep sendfile).
 type obsWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	sniff  []byte
 }
 
 func (w *obsWriter) WriteHeader(code int) {
@@ -457,9 +466,6 @@ func (w *obsWriter) WriteHeader(code int) {
 func (w *obsWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
-	}
-	if w.status >= 400 && len(w.sniff) < sniffLen {
-		w.sniff = append(w.sniff, p[:min(len(p), sniffLen-len(w.sniff))]...)
 	}
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)

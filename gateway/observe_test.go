@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
@@ -377,30 +377,32 @@ func TestFailureReason(t *testing.T) {
 	timeoutErr := os.ErrDeadlineExceeded
 	for _, c := range []struct {
 		status int
-		body   string
+		kind   upload.Kind
 		err    error
 		want   string
 	}{
-		{503, "ERR_SERVER_SHUTDOWN: request has been interrupted because the server is shutting down\n", timeoutErr, failShutdown},
-		{503, handler.ErrServerShutdown.Message + "\n", nil, failShutdown}, // PUT door: tusd's message without its code
-		{423, "ERR_UPLOAD_INTERRUPTED: upload has been interrupted by another request for this upload resource\n", timeoutErr, failInterrupted},
-		{500, "ERR_READ_TIMEOUT: timeout while reading request body\n", timeoutErr, failTimeout},
-		{400, "ERR_UNEXPECTED_EOF: server expected to receive more bytes\n", io.ErrUnexpectedEOF, failInterrupted},
-		{400, "request body ended early\n", io.ErrUnexpectedEOF, failInterrupted},
-		{500, "internal error\n", timeoutErr, failTimeout},
-		{503, "ERR_STORAGE_UNAVAILABLE: storage unavailable; retry later\n", nil, failStorage},
-		{507, "the server has no room for this upload\n", nil, failStorage},
-		{413, "larger than the slot's size\n", nil, failTooLarge},
-		{423, "ERR_UPLOAD_LOCKED: file currently locked\n", nil, failLocked},
-		{409, "the upload continues at byte 8\n", nil, failConflict},
-		{403, "invalid slot signature\n", nil, failDenied},
-		{410, "upload session expired\n", nil, failDenied},
-		{429, "too many failed slot checks\n", nil, failDenied},
-		{400, "invalid Content-Range header\n", nil, failInvalid},
-		{500, "internal error\n", nil, failInternal},
+		{503, upload.Shutdown, timeoutErr, failShutdown},
+		{423, upload.Superseded, timeoutErr, failInterrupted},
+		{500, upload.Timeout, timeoutErr, failTimeout},
+		{408, upload.Timeout, nil, failTimeout},
+		{400, upload.Interrupted, io.ErrUnexpectedEOF, failInterrupted},
+		{400, upload.OK, io.ErrUnexpectedEOF, failInterrupted}, // the PUT door's own comparison of a body
+		{500, upload.OK, timeoutErr, failTimeout},
+		{503, upload.Storage, nil, failStorage},
+		{507, upload.OK, nil, failStorage},
+		{413, upload.OK, nil, failTooLarge},
+		{413, upload.TooLarge, nil, failTooLarge},
+		{423, upload.Locked, nil, failLocked},
+		{409, upload.OK, nil, failConflict},
+		{403, upload.OK, nil, failDenied},
+		{410, upload.OK, nil, failDenied},
+		{429, upload.OK, nil, failDenied},
+		{400, upload.OK, nil, failInvalid},
+		{500, upload.OK, nil, failInternal},
+		{500, upload.Internal, nil, failInternal},
 	} {
-		if got := failureReason(c.status, []byte(c.body), c.err); got != c.want {
-			t.Errorf("failureReason(%d, %q, %v) = %s, want %s", c.status, c.body, c.err, got, c.want)
+		if got := failureReason(c.status, c.kind, c.err); got != c.want {
+			t.Errorf("failureReason(%d, %s, %v) = %s, want %s", c.status, c.kind, c.err, got, c.want)
 		}
 	}
 }
@@ -453,15 +455,15 @@ func TestObsWriterUnwrapAndReadFrom(t *testing.T) {
 		t.Fatalf("ReadFrom: n=%d err=%v bytes=%d status=%d body=%q readFrom=%v", n, err, w.bytes, w.Status(), fw.body.String(), fw.readFrom)
 	}
 
-	// An error answer is kept (its start) to classify it, and not read from.
+	// An error answer is not read from (it goes through Write).
 	fw = &fakeWriter{header: http.Header{}}
 	w = &obsWriter{ResponseWriter: fw}
 	w.WriteHeader(503)
 	if _, err := w.ReadFrom(strings.NewReader("ERR_SERVER_SHUTDOWN: x")); err != nil {
 		t.Fatal(err)
 	}
-	if string(w.sniff) != "ERR_SERVER_SHUTDOWN: x" || w.Status() != 503 || w.bytes != 22 {
-		t.Fatalf("error answer: sniff %q status %d bytes %d", w.sniff, w.Status(), w.bytes)
+	if fw.readFrom || w.Status() != 503 || w.bytes != 22 {
+		t.Fatalf("error answer: readFrom %v status %d bytes %d", fw.readFrom, w.Status(), w.bytes)
 	}
 }
 

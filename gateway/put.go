@@ -12,6 +12,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
@@ -107,7 +108,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 	if cr != nil {
 		claimed = cr.total
 	}
-	claimed = draftClaimedSize(w, claimed)
+	claimed = draftClaimedSize(r, claimed)
 	verifySize := claimed
 	if verifySize < 0 && exists && !info.SizeIsDeferred {
 		verifySize = info.Size
@@ -120,9 +121,9 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 	// not one byte more: a chunked body that goes on is refused before the
 	// byte past its bound is stored.
 	if cr != nil {
-		bodyOf(r).bound(cr.last - cr.first + 1)
+		upload.BodyOf(r).Bound(cr.last - cr.first + 1)
 	} else {
-		bodyOf(r).bound(verifySize)
+		upload.BodyOf(r).Bound(verifySize)
 	}
 	slot, verr := g.checkSlot(r, g.slotRequest(r, sp, verifySize))
 	if errors.Is(verr, auth.ErrBadSignature) && exists && verifySize != info.Size {
@@ -265,82 +266,70 @@ func (g *Gateway) putCreate(w http.ResponseWriter, r *http.Request, sp slotPath,
 	if ctype != "" {
 		meta["filetype"] = ctype
 	}
-	if d, ok := w.(*draftWriter); ok && d.kind == draftPut {
-		g.putCreateDraft(d, r, slot, id, addr, body, size, meta)
+	if d := draftPutOf(r); d != nil {
+		g.putCreateDraft(w, r, d, slot, id, addr, body, size, meta)
 		return
 	}
 	cr := &creation{slot: slot, uploadID: id, kind: auth.KindWhole, addr: addr}
-	res := g.callTusd(w, r, tusCall{
-		method: http.MethodPost,
-		header: map[string]string{"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": handler.SerializeMetadataHeader(meta)},
-		body:   body,
-		length: size,
-		ctx:    context.WithValue(r.Context(), creationKey{}, cr),
+	out := g.tus.Do(w, r, upload.Call{
+		Method: http.MethodPost,
+		Header: map[string]string{"Upload-Length": strconv.FormatInt(size, 10), "Upload-Metadata": handler.SerializeMetadataHeader(meta)},
+		Body:   body,
+		Length: size,
+		Ctx:    context.WithValue(r.Context(), creationKey{}, cr),
 	})
-	g.answerPut(w, r, res, size, nil)
+	g.answerPut(w, r, out, size, nil)
 }
 
 // putAppend continues an upload at offset with body.
 func (g *Gateway) putAppend(w http.ResponseWriter, r *http.Request, id string, offset int64, body io.Reader, length int64, sess *auth.Session) {
-	res := g.callTusd(w, r, tusCall{
-		method: http.MethodPatch,
-		id:     id,
-		header: map[string]string{"Upload-Offset": strconv.FormatInt(offset, 10)},
-		body:   body,
-		length: length,
+	out := g.tus.Do(w, r, upload.Call{
+		Method: http.MethodPatch,
+		ID:     id,
+		Header: map[string]string{"Upload-Offset": strconv.FormatInt(offset, 10)},
+		Body:   body,
+		Length: length,
 	})
 	info, err := g.cfg.Storage.Info(r.Context(), id)
 	size := int64(-1)
 	if err == nil {
 		size = info.Size
 	}
-	g.answerPut(w, r, res, size, sess)
+	g.answerPut(w, r, out, size, sess)
 }
 
-// answerPut turns tusd's answer into the PUT door's: exactly 201 once the file
-// is complete.
-func (g *Gateway) answerPut(w http.ResponseWriter, r *http.Request, res *captured, size int64, sess *auth.Session) {
-	off, _ := res.offset()
-	if success(res.status) && size >= 0 && off == size {
+// answerPut turns tusd's outcome into the PUT door's answer: exactly 201 once
+// the file is complete.
+func (g *Gateway) answerPut(w http.ResponseWriter, r *http.Request, out upload.Outcome, size int64, sess *auth.Session) {
+	noteOutcome(r.Context(), out.Kind)
+	if out.OK() && size >= 0 && out.Offset == size {
 		if sess != nil {
 			if _, err := g.touch(context.WithoutCancel(r.Context()), *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 				g.log.WarnContext(r.Context(), "touch session", "upload", logID(sess.UploadID), "error", err)
 			}
 		}
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(http.StatusCreated)
+		g.send(w, r, http.StatusCreated, "")
 		return
 	}
-	if success(res.status) {
+	if out.OK() {
 		// tusd stored what arrived, but the file is not complete.
-		g.writeOffsetConflict(w, r, off, size)
+		g.writeOffsetConflict(w, r, out.Offset, size)
 		return
 	}
-	rf := &refusal{status: res.status, reason: strings.TrimSpace(tusReason(res.body.String()))}
-	if res.status == http.StatusInternalServerError && strings.HasPrefix(res.body.String(), handler.ErrReadTimeout.ErrorCode) {
+	rf := &refusal{status: out.Status, reason: out.Reason}
+	if out.Kind == upload.Timeout {
 		// The body stalled for longer than the network timeout: the client's
 		// fault, not the server's. What arrived is kept (a HEAD at the slot
 		// URL tells the offset to resume from).
 		rf.status = http.StatusRequestTimeout
 	}
-	if v := res.header.Get("Upload-Offset"); v != "" {
-		w.Header().Set("Upload-Offset", v)
+	if out.Offset >= 0 {
+		w.Header().Set("Upload-Offset", strconv.FormatInt(out.Offset, 10))
 	}
-	if v := res.header.Get("Retry-After"); v != "" {
+	if v := out.Header.Get("Retry-After"); v != "" {
 		w.Header().Set("Retry-After", v)
 	}
 	g.writeRefusal(w, r, rf)
-}
-
-// tusReason strips tusd's error code from its error body ("ERR_X: reason").
-func tusReason(body string) string {
-	if _, after, ok := strings.Cut(body, ": "); ok && strings.HasPrefix(body, "ERR_") {
-		return after
-	}
-	if body == "" {
-		return "upload failed"
-	}
-	return body
 }
 
 // compareChunk is how much of a retried body is compared at a time.
@@ -491,8 +480,7 @@ func (g *Gateway) putConfirm(w http.ResponseWriter, r *http.Request, id string, 
 	_, _, cerr := comparePrefix(r.Body, stored, n)
 	switch {
 	case cerr == nil:
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(http.StatusCreated)
+		g.send(w, r, http.StatusCreated, "")
 	case errors.Is(cerr, errDiffers):
 		g.writeRefusal(w, r, refuse(http.StatusConflict, "the slot's file is complete and differs from this body"))
 	default:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/gateway/upload"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
@@ -32,7 +33,7 @@ func (g *Gateway) serveUploadBase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The resumable-upload draft (ietf.go): creations, OPTIONS.
-	w, ok := g.draftAtSlot(w, r, sp)
+	r, ok := g.draftAtSlot(w, r, sp)
 	if !ok {
 		return
 	}
@@ -175,9 +176,9 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 	// A creation may carry the upload's first bytes, never more than the
 	// upload's length; a deferred length is bounded by the slot's size.
 	if size >= 0 {
-		bodyOf(r).bound(size)
+		upload.BodyOf(r).Bound(size)
 	} else if slot.Size >= 0 {
-		bodyOf(r).bound(slot.Size)
+		upload.BodyOf(r).Bound(slot.Size)
 	}
 
 	id, lerr := g.slotUploadID(ctx, sp.Path)
@@ -326,7 +327,7 @@ func (g *Gateway) createPartial(w http.ResponseWriter, r *http.Request, sp slotP
 		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "the slot's partial uploads would be larger than the slot's size"))
 		return
 	}
-	bodyOf(r).bound(n)
+	upload.BodyOf(r).Bound(n)
 	g.passCreation(w, r, &creation{slot: slot, uploadID: free, kind: auth.KindPartial, addr: addr})
 }
 
@@ -393,8 +394,7 @@ func (g *Gateway) answerExisting(w http.ResponseWriter, r *http.Request, sess au
 	h.Set("Upload-Offset", strconv.FormatInt(info.Offset, 10))
 	h.Set("Upload-Expires", httpDate(sess.Deadline()))
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", "0")
-	w.WriteHeader(http.StatusCreated)
+	g.send(w, r, http.StatusCreated, "")
 }
 
 // uploadURL is the tus URL of an upload, as tusd builds it for Location.
@@ -463,7 +463,7 @@ func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) 
 // the PATCH that is writing it.
 func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
 	// The resumable-upload draft (ietf.go): offset retrieval, append, cancellation.
-	w, ok := g.draftAtUpload(w, r)
+	r, ok := g.draftAtUpload(w, r)
 	if !ok {
 		return
 	}
@@ -509,56 +509,65 @@ func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveTusd passes an authorised request for upload id ("" for creations and
-// OPTIONS) to tusd and keeps the session in step with its outcome.
+// OPTIONS) to tusd, answers the client with tusd's answer in the door's
+// terms, and keeps the session in step with the outcome.
 func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, sess *auth.Session) {
-	// tusd takes the upload ID from the path, which must be stripped of the base.
-	u := *r.URL
-	u.Path, u.RawPath = id, ""
-	r2 := *r
-	r2.URL = &u
-	r = &r2
 	if r.Method == http.MethodPatch && sess != nil {
 		if rf := g.boundPatch(r, *sess); rf != nil {
 			g.writeRefusal(w, r, rf)
 			return
 		}
 	}
-	rec := &recorder{ResponseWriter: w}
-	if r.Method == http.MethodPatch {
-		// A body that stalled past the network timeout is the client's
-		// fault, not the server's: 408, as the PUT door answers (tusd says 500).
-		rec.mapStatus = func(h http.Header, status int) int {
-			if status == http.StatusInternalServerError && bodyOf(r).timedOut() {
-				return http.StatusRequestTimeout
-			}
-			return status
-		}
+	call := upload.Call{Method: r.Method, ID: id, Forward: true}
+	if d := draftOf(r); d != nil {
+		call.Inform = d.informOnce
 	}
-	if r.Method == http.MethodHead {
+	out := g.tus.Do(w, r, call)
+	noteOutcome(r.Context(), out.Kind)
+	status := out.Status
+	h := w.Header()
+	for k, v := range out.Header {
+		h[k] = v
+	}
+	switch {
+	case r.Method == http.MethodHead && status >= 500:
 		// tus-js-client restarts an upload from byte 0 after a 5xx on HEAD
 		// but retries a 423: an outage of a dependency must not cost uploads.
-		rec.mapStatus = func(h http.Header, status int) int {
-			if status >= 500 {
-				if h.Get("Retry-After") == "" {
-					h.Set("Retry-After", strconv.Itoa(retryAfter))
-				}
-				return http.StatusLocked
-			}
-			return status
+		if h.Get("Retry-After") == "" {
+			h.Set("Retry-After", strconv.Itoa(retryAfter))
 		}
+		status = http.StatusLocked
+	case r.Method == http.MethodPatch && out.Kind == upload.Superseded:
+		// Another request for the upload took it over: the interrupted
+		// request's client, if it is still there, retries a 423 but gives up
+		// on tusd's 400.
+		h.Set("Retry-After", "1")
+		status = http.StatusLocked
+	case r.Method == http.MethodPatch && out.Kind == upload.Timeout:
+		// A body that stalled past the network timeout is the client's
+		// fault, not the server's: 408, as the PUT door answers (tusd says 500).
+		status = http.StatusRequestTimeout
 	}
-	rec.beforeHeader = func(h http.Header, status int) {
-		if v := h.Get("Tus-Extension"); v != "" {
-			h.Set("Tus-Extension", v+",expiration")
-		}
-		if sess != nil && success(status) && r.Method != http.MethodDelete {
-			h.Set("Upload-Expires", httpDate(g.cfg.Sessions.DeadlineAfterTouch(*sess)))
-		}
+	if v := h.Get("Tus-Extension"); v != "" {
+		h.Set("Tus-Extension", v+",expiration")
 	}
-	rec.interruptedIsLocked = r.Method == http.MethodPatch
-	g.tusdHandler(r.Method).ServeHTTP(rec, r)
-	rec.flush()
-	if sess == nil || !success(rec.Status()) {
+	if sess != nil && success(status) && r.Method != http.MethodDelete {
+		h.Set("Upload-Expires", httpDate(g.cfg.Sessions.DeadlineAfterTouch(*sess)))
+	}
+	status, replaced := g.finish(w, r, status)
+	body := out.Body
+	if replaced != "" {
+		body = []byte(replaced)
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	if len(body) > 0 || h.Get("Content-Length") != "" {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
+	w.WriteHeader(status)
+	if len(body) > 0 && r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+	if sess == nil || !success(status) {
 		return
 	}
 	// The client may hang up as soon as it has its answer: record what happened anyway.
@@ -602,28 +611,6 @@ func (g *Gateway) boundPatch(r *http.Request, sess auth.Session) *refusal {
 		// tusd refuses the request before it reads the body.
 		return nil
 	}
-	bodyOf(r).bound(size - off)
+	upload.BodyOf(r).Bound(size - off)
 	return nil
-}
-
-// tusdHandler is tusd's handler for method, behind tusd's middleware (which
-// answers OPTIONS itself). A HEAD goes to the handler with the short grace
-// period and takes the upload's lock only if a request holds it
-// (storage.ReadOnly).
-func (g *Gateway) tusdHandler(method string) http.Handler {
-	switch method {
-	case http.MethodHead:
-		h := g.tusdHead.Middleware(http.HandlerFunc(g.tusdHead.HeadFile))
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(w, r.WithContext(storage.ReadOnly(r.Context())))
-		})
-	case http.MethodPost:
-		return g.tusdMW(http.HandlerFunc(g.tusd.PostFile))
-	case http.MethodPatch:
-		return g.tusdMW(http.HandlerFunc(g.tusd.PatchFile))
-	case http.MethodDelete:
-		return g.tusdMW(http.HandlerFunc(g.tusd.DelFile))
-	default:
-		return g.tusdMW(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
-	}
 }

@@ -1,4 +1,4 @@
-package gateway
+package upload
 
 import (
 	"errors"
@@ -9,11 +9,11 @@ import (
 	"time"
 )
 
-// errBodyTooLong marks a request body that goes on past the bytes the request
+// ErrBodyTooLong marks a request body that goes on past the bytes the request
 // may store. tusd turns a *http.MaxBytesError into its 413 (ERR_UPLOAD_SIZE_EXCEEDED).
-var errBodyTooLong = &http.MaxBytesError{}
+var ErrBodyTooLong = &http.MaxBytesError{}
 
-// body is a request body read under the gateway's two body rules:
+// Body is a request body read under the gateway's two body rules:
 //
 //   - every read obeys the network timeout: the connection's read deadline is
 //     moved to now+timeout before each read, whoever reads (tusd, or the PUT
@@ -22,13 +22,13 @@ var errBodyTooLong = &http.MaxBytesError{}
 //   - when the request may store at most limit bytes, the last of them is
 //     handed on only once the body is known to end there. A body that goes on
 //     (a chunked body longer than its upload, a Content-Range shorter than its
-//     content) fails with errBodyTooLong before the byte that would complete
+//     content) fails with ErrBodyTooLong before the byte that would complete
 //     the upload is written: an overlong request never leaves a complete
 //     file behind.
 //
-// It records how reading ended, so that the doors learn whether a failed
-// request timed out without reading tusd's answer.
-type body struct {
+// It records how reading ended, so that the outcome of a failed request
+// tells a client that stalled (Timeout) without reading tusd's answer.
+type Body struct {
 	r       io.ReadCloser
 	rc      *http.ResponseController
 	timeout time.Duration
@@ -43,14 +43,14 @@ type body struct {
 	eof     bool // the body was read to its end
 }
 
-// newBody wraps r's body. w reaches the connection (http.ResponseController).
-func newBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *body {
-	return &body{r: r.Body, rc: http.NewResponseController(w), timeout: timeout, limit: -1}
+// NewBody wraps r's body. w reaches the connection (http.ResponseController).
+func NewBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) *Body {
+	return &Body{r: r.Body, rc: http.NewResponseController(w), timeout: timeout, limit: -1}
 }
 
-// bound sets how many more bytes of the body may be handed on (n < 0: no
+// Bound sets how many more bytes of the body may be handed on (n < 0: no
 // bound). It only ever lowers an existing bound.
-func (b *body) bound(n int64) {
+func (b *Body) Bound(n int64) {
 	if b == nil {
 		return
 	}
@@ -61,11 +61,11 @@ func (b *body) bound(n int64) {
 	}
 }
 
-func (b *body) Read(p []byte) (int, error) {
+func (b *Body) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.tooLong {
-		return 0, errBodyTooLong
+		return 0, ErrBodyTooLong
 	}
 	switch {
 	case len(p) == 0:
@@ -85,7 +85,7 @@ func (b *body) Read(p []byte) (int, error) {
 	for {
 		if int64(have) > b.limit {
 			b.tooLong = true
-			return 0, errBodyTooLong
+			return 0, ErrBodyTooLong
 		}
 		n, err := b.read(buf[have:])
 		have += n
@@ -107,7 +107,7 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 // read reads from the client with the deadline moved; the caller holds mu.
-func (b *body) read(p []byte) (int, error) {
+func (b *Body) read(p []byte) (int, error) {
 	if len(b.held) > 0 {
 		n := copy(p, b.held)
 		b.held = b.held[n:]
@@ -126,9 +126,9 @@ func (b *body) read(p []byte) (int, error) {
 	return n, err
 }
 
-// unread reports whether the client may still be sending the body: it was
+// Unread reports whether the client may still be sending the body: it was
 // neither read to its end nor cut by an error.
-func (b *body) unread() bool {
+func (b *Body) Unread() bool {
 	if b == nil {
 		return false
 	}
@@ -137,10 +137,10 @@ func (b *body) unread() bool {
 	return !b.eof && b.err == nil
 }
 
-func (b *body) Close() error { return b.r.Close() }
+func (b *Body) Close() error { return b.r.Close() }
 
-// timedOut reports whether a read of the body hit the network timeout.
-func (b *body) timedOut() bool {
+// TimedOut reports whether a read of the body hit the network timeout.
+func (b *Body) TimedOut() bool {
 	if b == nil {
 		return false
 	}
@@ -149,8 +149,9 @@ func (b *body) timedOut() bool {
 	return errors.Is(b.err, os.ErrDeadlineExceeded)
 }
 
-// bodyOf returns the gateway's wrapper of r's body, nil if r carries none.
-func bodyOf(r *http.Request) *body {
-	b, _ := r.Body.(*body)
+// BodyOf returns the Body of r, nil if r carries none. Every method of a nil
+// *Body is safe: no bound, nothing read.
+func BodyOf(r *http.Request) *Body {
+	b, _ := r.Body.(*Body)
 	return b
 }
