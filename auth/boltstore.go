@@ -403,6 +403,15 @@ func (b *BoltStore) Rebind(ctx context.Context, uploadID, slotKey string, fn fun
 		return Session{}, errors.New("rebind session: empty slot key")
 	}
 	err = b.update(ctx, "rebind session", uploadID, func(bk boltBuckets) error {
+		if _, found, err := bk.current(uploadID); err != nil || !found {
+			if err == nil {
+				err = ErrSessionNotFound
+			}
+			return err
+		}
+		if prev := bk.slots.Get([]byte(slotKey)); prev != nil && string(prev) != uploadID {
+			return ErrSlotTaken
+		}
 		if s, err = modifySession(bk, uploadID, fn); err != nil {
 			return err
 		}
@@ -574,7 +583,7 @@ func storedTimes(s Session) Session {
 // validUTF8 reports whether every string of s is valid UTF-8 (JSON encodes
 // the others with replacement characters).
 func validUTF8(s Session) bool {
-	for _, v := range []string{s.UploadID, s.SlotKey, s.SlotPath, string(s.Kind), string(s.Protocol), s.Type, s.LastAddr} {
+	for _, v := range []string{s.UploadID, s.SlotKey, s.SlotPath, string(s.Kind), string(s.Protocol), s.Subject, s.Type, s.LastAddr} {
 		if !utf8.ValidString(v) {
 			return false
 		}
@@ -582,16 +591,15 @@ func validUTF8(s Session) bool {
 	return true
 }
 
-// mapSlot maps slotKey to uploadID, replacing an earlier mapping of the slot.
+// mapSlot maps slotKey to uploadID unless it is mapped already: to uploadID
+// (nothing to do) or to another upload (ErrSlotTaken, nothing changed).
 func mapSlot(bk boltBuckets, slotKey, uploadID string) error {
 	key := []byte(slotKey)
 	if prev := bk.slots.Get(key); prev != nil {
 		if string(prev) == uploadID {
 			return nil
 		}
-		if err := bk.uploads.Delete(append(uploadPrefix(string(prev)), key...)); err != nil {
-			return fmt.Errorf("delete reverse slot mapping: %w", err)
-		}
+		return ErrSlotTaken
 	}
 	if err := bk.slots.Put(key, []byte(uploadID)); err != nil {
 		return fmt.Errorf("write slot mapping: %w", err)

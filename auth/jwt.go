@@ -16,10 +16,12 @@ type fileShareClaims struct {
 	Slot     string           `json:"slot"`
 	IssuedAt *jwt.NumericDate `json:"iat,omitempty"`
 	Expiry   *jwt.NumericDate `json:"exp,omitempty"`
-	Subject  string           `json:"sub,omitempty"`
-	Filename string           `json:"filename,omitempty"`
-	Filesize *int64           `json:"filesize,omitempty"`
-	Filetype *string          `json:"filetype,omitempty"`
+	// NotBefore is read but never written: Prosody sets no nbf.
+	NotBefore *jwt.NumericDate `json:"nbf,omitempty"`
+	Subject   string           `json:"sub,omitempty"`
+	Filename  string           `json:"filename,omitempty"`
+	Filesize  *int64           `json:"filesize,omitempty"`
+	Filetype  *string          `json:"filetype,omitempty"`
 	// Expires is when the stored file is to be deleted (not the token's expiry).
 	Expires *jwt.NumericDate `json:"expires,omitempty"`
 }
@@ -28,12 +30,23 @@ type fileShareClaims struct {
 
 func (c fileShareClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.Expiry, nil }
 func (c fileShareClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
-func (c fileShareClaims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
+func (c fileShareClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore, nil }
 func (c fileShareClaims) GetIssuer() (string, error)                   { return "", nil }
 func (c fileShareClaims) GetSubject() (string, error)                  { return c.Subject, nil }
 func (c fileShareClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
 
+// jwtNotBeforeLeeway is the clock skew allowed on a JWT's nbf: a fixed two
+// seconds, so that a token minted with nbf = now on a server whose clock is a
+// little ahead is not refused. It is independent of the (configurable, larger)
+// leeway on exp: accepting a token early would widen the window it is valid in.
+const jwtNotBeforeLeeway = 2 * time.Second
+
 // verifyJWT checks an Authorization: Bearer <HS256 JWT> slot.
+//
+// Prosody's mod_http_file_share always sets slot, exp, filename and filesize,
+// so a token without any of them is refused, and so is one whose nbf (never set
+// by Prosody, but honoured when present) is more than jwtNotBeforeLeeway ahead
+// of the verifier's clock. The path must be exactly "<slot>/<filename>".
 func (v *Verifier) verifyJWT(req SlotRequest) (Slot, error) {
 	fail := Slot{Protocol: ProtoJWT}
 	token, err := bearerToken(req.Authorization)
@@ -57,13 +70,33 @@ func (v *Verifier) verifyJWT(req SlotRequest) (Slot, error) {
 	if claims.Slot == "" || claims.Slot != slotID {
 		return fail, fmt.Errorf("verify jwt slot: %w", ErrSlotMismatch)
 	}
+	// A required claim that is absent makes the token malformed (like a v3
+	// slot without expires): the XMPP server signed something that is not a
+	// mod_http_file_share token, and no request can make it valid.
+	if claims.Expiry == nil {
+		return fail, fmt.Errorf("verify jwt slot: exp claim missing: %w", ErrMalformedSignature)
+	}
+	// Without a filename claim a token would write any file name under its slot.
+	if claims.Filename == "" {
+		return fail, fmt.Errorf("verify jwt slot: filename claim missing: %w", ErrMalformedSignature)
+	}
 	// Prosody builds the URL as <base><slot>/<filename>: binding the name too
-	// keeps one token from writing several files under its slot.
-	if claims.Filename != "" && claims.Filename != name {
+	// keeps one token from writing several files under its slot. The name is
+	// the path's last segment: a filename with a slash (which Prosody refuses)
+	// matches no path, so that no token covers a deeper path under its slot.
+	if claims.Filename != name || strings.Contains(name, "/") {
 		return fail, fmt.Errorf("verify jwt slot: file name differs from the token's: %w", ErrSlotMismatch)
 	}
 	if claims.Filesize == nil || *claims.Filesize < 0 {
 		return fail, fmt.Errorf("verify jwt slot: filesize claim missing or negative: %w", ErrMalformedSignature)
+	}
+	// A token that is not valid yet is refused as a bad signature: it is well
+	// formed and for this slot, but it does not authorise anything at this
+	// time. It is not ErrSlotExpired, which comes with the Slot so that a live
+	// session may still accept it: nothing may accept a token before its time.
+	if claims.NotBefore != nil && claims.NotBefore.After(v.now().Add(jwtNotBeforeLeeway)) {
+		return fail, fmt.Errorf("verify jwt slot: token not valid before %s: %w",
+			claims.NotBefore.UTC().Format(time.RFC3339), ErrBadSignature)
 	}
 	slot := Slot{
 		Protocol:      ProtoJWT,
@@ -76,19 +109,15 @@ func (v *Verifier) verifyJWT(req SlotRequest) (Slot, error) {
 	if claims.Filetype != nil {
 		slot.Type = *claims.Filetype
 	}
-	if claims.Expiry != nil {
-		slot.NotAfter = claims.Expiry.Time
-	}
+	slot.NotAfter = claims.Expiry.Time
 	if claims.Expires != nil {
 		slot.FileExpires = claims.Expires.Time
 	}
 	if req.Size >= 0 && req.Size != slot.Size {
 		return slot, fmt.Errorf("verify jwt slot: request size %d, slot size %d: %w", req.Size, slot.Size, ErrSizeMismatch)
 	}
-	if !slot.NotAfter.IsZero() {
-		if err := v.checkNotAfter(slot.NotAfter); err != nil {
-			return slot, fmt.Errorf("verify jwt slot: %w", err)
-		}
+	if err := v.checkNotAfter(slot.NotAfter); err != nil {
+		return slot, fmt.Errorf("verify jwt slot: %w", err)
 	}
 	return slot, nil
 }

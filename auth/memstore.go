@@ -115,6 +115,12 @@ func (m *MemoryStore) Rebind(ctx context.Context, uploadID, slotKey string, fn f
 		return Session{}, err
 	}
 	defer m.mu.Unlock()
+	if _, ok := m.sessions[uploadID]; !ok {
+		return Session{}, fmt.Errorf("rebind session: %w", ErrSessionNotFound)
+	}
+	if mapped, ok := m.slots[slotKey]; ok && mapped != uploadID {
+		return Session{}, fmt.Errorf("rebind session: %w", ErrSlotTaken)
+	}
 	s, err := m.apply(uploadID, fn)
 	if err != nil {
 		return Session{}, fmt.Errorf("rebind session: %w", err)

@@ -162,32 +162,36 @@ return {1}
 `
 
 // redisPutScript stores a session read at version ARGV[1], unless it changed
-// since, and (for a rebind) maps a slot to it.
+// since, and (for a rebind) maps a slot to it, unless the slot is mapped to
+// another upload.
 //
 // KEYS: session, sweep index, the upload's slot set, the n slot keys that
-// were mapped to the upload when it was read, then for a rebind: the slot key
-// to map, and the slot set of the upload it was mapped to (when another one).
+// were mapped to the upload when it was read, then for a rebind the slot key
+// to map.
 // ARGV: read version, new version, record, sweep entry ("" none), sweep score,
-// expiry, upload ID, n, the upload the slot was mapped to when read ("" none).
+// expiry, upload ID, n, the upload the slot was mapped to when read ("" none,
+// or the upload itself).
 // Returns 1 when stored (or when this very call was applied already), 0 when
 // the session or the slot changed since they were read, -1 when the session is
-// gone.
+// gone, -2 (nothing changed) when the slot is mapped to another upload.
 //
 // Every change to the upload's slot set that adds a slot also changes the
-// version, so the n slots cover all of them except ones since re-bound to
-// another upload, which are skipped.
+// version, so the n slots cover all of them; one that is no longer mapped to
+// the upload (its key expired, and another upload may have mapped it since)
+// is skipped.
 const redisPutScript = redisExpireFunc + `
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v == ARGV[2] then return 1 end
-if v ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[8])
 local slot = KEYS[4 + n]
 local prev = ''
 if slot then
   prev = redis.call('GET', slot) or ''
-  if prev ~= ARGV[9] then return 0 end
+  if prev ~= '' and prev ~= ARGV[7] then return -2 end
 end
+if v ~= ARGV[1] then return 0 end
+if prev ~= ARGV[9] then return 0 end
 local old = redis.call('HGET', KEYS[1], 'w')
 if old ~= ARGV[4] then
   if old and old ~= '' then redis.call('ZREM', KEYS[2], old) end
@@ -195,8 +199,7 @@ if old ~= ARGV[4] then
 end
 redis.call('HSET', KEYS[1], 'd', ARGV[3], 'v', ARGV[2], 'w', ARGV[4])
 if slot then
-  if prev ~= ARGV[7] then
-    if prev ~= '' then redis.call('SREM', KEYS[5 + n], slot) end
+  if prev == '' then
     redis.call('SET', slot, ARGV[7])
     redis.call('SADD', KEYS[3], slot)
   end
@@ -412,6 +415,9 @@ func (r *RedisStore) modify(ctx context.Context, op, uploadID, slotKey string, f
 		if !snap.found {
 			return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
 		}
+		if slotKey != "" && snap.mapped != "" && snap.mapped != uploadID {
+			return Session{}, fmt.Errorf("%s: %w", op, ErrSlotTaken)
+		}
 		s, err := decodeSession([]byte(snap.record))
 		if err != nil {
 			return Session{}, fmt.Errorf("%s: %w", op, err)
@@ -426,14 +432,11 @@ func (r *RedisStore) modify(ctx context.Context, op, uploadID, slotKey string, f
 		if err != nil {
 			return Session{}, fmt.Errorf("%s: %w", op, err)
 		}
-		keys := make([]string, 0, 5+len(snap.slots))
+		keys := make([]string, 0, 4+len(snap.slots))
 		keys = append(keys, r.keySession(uploadID), r.keySweep(), r.keySlots(uploadID))
 		keys = append(keys, snap.slots...)
 		if slotKey != "" {
 			keys = append(keys, r.keySlot(slotKey))
-			if snap.mapped != "" && snap.mapped != uploadID {
-				keys = append(keys, r.keySlots(snap.mapped))
-			}
 		}
 		entry, score := redisSweepEntry(stored)
 		res, err := r.put.Run(ctx, r.client, keys,
@@ -447,6 +450,8 @@ func (r *RedisStore) modify(ctx context.Context, op, uploadID, slotKey string, f
 			return stored, nil
 		case -1:
 			return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+		case -2: // mapped to another upload since it was read
+			return Session{}, fmt.Errorf("%s: %w", op, ErrSlotTaken)
 		}
 		// 0: changed since read; again.
 	}

@@ -440,7 +440,7 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 			t.Fatalf("Create: %v", err)
 		}
 	}
-	for _, key := range []string{sessiontest.SlotKey(2), sessiontest.SlotKey(3)} {
+	for _, key := range []string{sessiontest.SlotKey(3), sessiontest.SlotKey(4)} {
 		if _, err := st.Rebind(ctx, a.UploadID, key, func(s *auth.Session) error { s.Rebinds++; return nil }); err != nil {
 			t.Fatalf("Rebind: %v", err)
 		}
@@ -461,8 +461,9 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	}
 	for key, want := range map[string]string{
 		sessiontest.SlotKey(1): a.UploadID,
-		sessiontest.SlotKey(2): a.UploadID,
+		sessiontest.SlotKey(2): b.UploadID,
 		sessiontest.SlotKey(3): a.UploadID,
+		sessiontest.SlotKey(4): a.UploadID,
 	} {
 		if got, err := st.LookupSlot(ctx, key); err != nil || got != want {
 			t.Errorf("LookupSlot after restart = %q, %v; want %q", got, err, want)
@@ -480,10 +481,13 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	if err := st.Delete(ctx, a.UploadID); err != nil {
 		t.Fatalf("Delete after restart: %v", err)
 	}
-	for _, key := range []string{sessiontest.SlotKey(1), sessiontest.SlotKey(2), sessiontest.SlotKey(3)} {
+	for _, key := range []string{sessiontest.SlotKey(1), sessiontest.SlotKey(3), sessiontest.SlotKey(4)} {
 		if _, err := st.LookupSlot(ctx, key); !errors.Is(err, auth.ErrSessionNotFound) {
 			t.Errorf("LookupSlot after Delete: err = %v, want ErrSessionNotFound", err)
 		}
+	}
+	if got, err := st.LookupSlot(ctx, sessiontest.SlotKey(2)); err != nil || got != b.UploadID {
+		t.Errorf("LookupSlot of the other upload's slot after Delete = %q, %v; want %q", got, err, b.UploadID)
 	}
 	checkRedisKeys(t, client, prefix, auth.DefaultRedisExpiryMargin)
 }

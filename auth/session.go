@@ -29,6 +29,10 @@ type Session struct {
 	Kind     Kind   `json:"kind"`
 	// Protocol is the slot protocol that opened (or last re-bound) the session.
 	Protocol Protocol `json:"protocol"`
+	// Subject is the uploader that the slot named (the JWT sub, a JID) when the
+	// session was opened or last re-bound; "" for protocols that name none. A
+	// record written before the field existed reads as "".
+	Subject string `json:"subject,omitempty"`
 	// SignatureHash is SHA-256 of the opening slot signature; never the signature itself.
 	SignatureHash [32]byte `json:"signature_hash"`
 	// Size is the upload's size (-1 while unknown); Type the signed content type.
@@ -79,6 +83,9 @@ func (s Session) Deadline() time.Time {
 var (
 	// ErrSessionNotFound: no session for that upload ID or slot.
 	ErrSessionNotFound = errors.New("session not found")
+	// ErrSlotTaken: a re-bind names a slot that is already mapped to another
+	// upload (the slot has an upload of its own, or was re-bound to one).
+	ErrSlotTaken = errors.New("the slot already has an upload")
 	// ErrStoreUnavailable wraps failures of the backing store (disk, Redis) that a
 	// client should retry; the gateway answers them with 503.
 	ErrStoreUnavailable = errors.New("session store unavailable")
@@ -109,10 +116,14 @@ type Store interface {
 	// Update never touches slot mappings, even if fn changes SlotKey.
 	// ErrSessionNotFound if the session does not exist.
 	Update(ctx context.Context, uploadID string, fn func(*Session) error) (Session, error)
-	// Rebind atomically maps slotKey to uploadID (replacing any earlier mapping
-	// of that slot) and applies fn to the upload's session, as Update does.
-	// If fn fails or the session does not exist, no mapping changes. Slots that
-	// were mapped to the upload before stay mapped to it until Delete.
+	// Rebind atomically maps slotKey to uploadID and applies fn to the
+	// upload's session, as Update does. It never takes a slot from another
+	// upload: when slotKey is mapped to another upload ID it fails with an
+	// error wrapping ErrSlotTaken, without calling fn and changing nothing (a
+	// slot already mapped to uploadID is fine: the mapping stays). If the
+	// session does not exist it fails with ErrSessionNotFound (checked first);
+	// if fn fails, no mapping changes. Slots that were mapped to the upload
+	// before stay mapped to it until Delete.
 	Rebind(ctx context.Context, uploadID, slotKey string, fn func(*Session) error) (Session, error)
 	// Delete removes the session and every slot mapping that points at it.
 	// Deleting a missing session is not an error.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -94,8 +95,9 @@ var (
 	ErrSessionExpired = errors.New("upload session expired")
 	// ErrRebindLimit: the upload was re-bound too often or is too old to be re-bound.
 	ErrRebindLimit = errors.New("upload cannot be re-bound again")
-	// ErrRebindMismatch: the fresh slot is not for an upload like this one
-	// (another size or type), or the upload is not one that a slot re-binds.
+	// ErrRebindMismatch: the fresh slot is not for the same file as the upload
+	// (another file name, size or type, or, between JWT slots, another
+	// uploader), or the upload is not one that a slot re-binds.
 	ErrRebindMismatch = errors.New("slot does not match the upload")
 	// ErrUploadComplete: the upload is complete; it takes no more data.
 	ErrUploadComplete = errors.New("upload is already complete")
@@ -170,6 +172,7 @@ func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Ki
 		SlotPath:      slot.Path,
 		Kind:          kind,
 		Protocol:      slot.Protocol,
+		Subject:       slot.Subject,
 		SignatureHash: slot.SignatureHash,
 		Size:          slot.Size,
 		Type:          slot.Type,
@@ -431,18 +434,23 @@ func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, erro
 }
 
 // Rebind re-authorises an incomplete upload with a fresh verified slot, for a
-// client that was offline past its session's deadline. The slot must be for
-// the same size and type (where both are known), else ErrRebindMismatch; only
-// the whole upload of a slot is re-bound (ErrRebindMismatch for a partial one).
-// It is allowed even after the session expired, until the upload's retention
-// ends (then ErrSessionExpired); at most MaxRebinds times and within MaxAge of
+// client that was offline past its session's deadline. The slot must sign the
+// same file, else ErrRebindMismatch: the same file name (the last segment of
+// the slot path), the same size and type (where both are known), and, when
+// both the session and the slot come from JWT slots, the same Subject. Only
+// the whole upload of a slot is re-bound (ErrRebindMismatch for a partial
+// one), and only to a slot that no other upload holds (ErrSlotTaken: the
+// slot's own upload, or one re-bound to it, keeps it). It is allowed even
+// after the session expired, until the upload's retention ends (then
+// ErrSessionExpired); at most MaxRebinds times and within MaxAge of
 // FirstCreated (else ErrRebindLimit); ErrUploadComplete for a complete upload.
 //
 // Atomically it maps the new slot to the upload, opens new deadlines (the
 // absolute one capped by FirstCreated+MaxAge), increments Rebinds and takes
-// the slot's SignatureHash, Protocol, SlotPath and FileExpires. Repeating it
-// with the same slot (same SignatureHash) while the session lives returns the
-// session unchanged, without counting again.
+// the slot's SignatureHash, Protocol, Subject, SlotPath and FileExpires. The
+// slots mapped to the upload before stay mapped to it. Repeating it with the
+// same slot (same SignatureHash and slot path) while the session lives returns
+// the session unchanged, without counting again.
 func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr string) (Session, error) {
 	if slot.Path == "" {
 		return Session{}, errors.New("rebind upload: slot without path")
@@ -465,11 +473,18 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 		if !p.SweepAt.IsZero() && !now.Before(p.SweepAt) {
 			return fmt.Errorf("the upload's retention has ended: %w", ErrSessionExpired)
 		}
+		if lastSegment(slot.Path) != lastSegment(p.SlotPath) {
+			return fmt.Errorf("slot and upload differ in file name: %w", ErrRebindMismatch)
+		}
 		if slot.Size >= 0 && p.Size >= 0 && slot.Size != p.Size {
 			return fmt.Errorf("slot size %d, upload size %d: %w", slot.Size, p.Size, ErrRebindMismatch)
 		}
 		if slot.Type != "" && p.Type != "" && slot.Type != p.Type {
 			return fmt.Errorf("slot and upload differ in content type: %w", ErrRebindMismatch)
+		}
+		// A JWT names its uploader: another one's slot must not continue the upload.
+		if slot.Protocol == ProtoJWT && p.Protocol == ProtoJWT && slot.Subject != p.Subject {
+			return fmt.Errorf("slot and upload differ in uploader: %w", ErrRebindMismatch)
 		}
 		if p.Rebinds >= m.p.MaxRebinds {
 			return fmt.Errorf("re-bound %d times already: %w", p.Rebinds, ErrRebindLimit)
@@ -484,6 +499,7 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 		p.SlotPath = slot.Path
 		p.SignatureHash = slot.SignatureHash
 		p.Protocol = slot.Protocol
+		p.Subject = slot.Subject
 		p.FileExpires = slot.FileExpires
 		if p.Size < 0 {
 			p.Size = slot.Size
@@ -542,6 +558,11 @@ func (m *Sessions) Ping(ctx context.Context) error {
 // retention period after the session's deadline.
 func (m *Sessions) incompleteSweepAt(s Session) time.Time {
 	return s.Deadline().Add(m.p.Retention)
+}
+
+// lastSegment is the last segment of a slot path: its file name.
+func lastSegment(slotPath string) string {
+	return slotPath[strings.LastIndexByte(slotPath, '/')+1:]
 }
 
 func minTime(a, b time.Time) time.Time {

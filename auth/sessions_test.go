@@ -187,6 +187,8 @@ func TestOpenFields(t *testing.T) {
 			e := newSessEnv(t, tc.policy)
 			now := e.clock.Now()
 			slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+			slot.Protocol = auth.ProtoJWT
+			slot.Subject = "alice@example.org"
 			slot.FileExpires = now.Add(30 * 24 * time.Hour)
 			id := auth.DeriveUploadID(sessIDKey, slot.Path)
 			got, created, err := e.m.Open(context.Background(), slot, id, auth.KindWhole, "192.0.2.1")
@@ -198,7 +200,8 @@ func TestOpenFields(t *testing.T) {
 				SlotKey:       auth.SlotKey(slot.Path),
 				SlotPath:      slot.Path,
 				Kind:          auth.KindWhole,
-				Protocol:      auth.ProtoV2,
+				Protocol:      auth.ProtoJWT,
+				Subject:       "alice@example.org",
 				SignatureHash: slot.SignatureHash,
 				Size:          4096,
 				Type:          "image/jpeg",
@@ -681,8 +684,10 @@ func TestRebind(t *testing.T) {
 	orig := testSlot("d1/photo.jpg", 4096, "sig-orig")
 	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
 	fresh.Protocol = auth.ProtoJWT
+	fresh.Subject = "alice@example.org"
 	withSize := func(s auth.Slot, size int64) auth.Slot { s.Size = size; return s }
 	withType := func(s auth.Slot, typ string) auth.Slot { s.Type = typ; return s }
+	withPath := func(s auth.Slot, path string) auth.Slot { s.Path = path; return s }
 	tests := []struct {
 		name     string
 		prepare  func(t *testing.T, e *sessEnv, s auth.Session) // runs after Open, before the clock advances by wait
@@ -699,6 +704,10 @@ func TestRebind(t *testing.T) {
 		{"no type signed", nil, 12 * time.Hour, withType(fresh, ""), nil, true},
 		{"other size", nil, 12 * time.Hour, withSize(fresh, 4097), auth.ErrRebindMismatch, false},
 		{"other type", nil, 12 * time.Hour, withType(fresh, "text/html"), auth.ErrRebindMismatch, false},
+		{"other file name", nil, 12 * time.Hour, withPath(fresh, "d2/photo.png"), auth.ErrRebindMismatch, false},
+		{"file name differs in case", nil, 12 * time.Hour, withPath(fresh, "d2/Photo.jpg"), auth.ErrRebindMismatch, false},
+		{"file name is a directory of the slot", nil, 12 * time.Hour, withPath(fresh, "photo.jpg/x"), auth.ErrRebindMismatch, false},
+		{"same file name, deeper slot directory", nil, 12 * time.Hour, withPath(fresh, "u1/d2/photo.jpg"), nil, true},
 		{"complete", func(t *testing.T, e *sessEnv, s auth.Session) {
 			if _, err := e.m.Complete(ctx, s.UploadID); err != nil {
 				t.Fatal(err)
@@ -783,7 +792,7 @@ func TestRebind(t *testing.T) {
 			if !got.FirstCreated.Equal(s.FirstCreated) || !got.Created.Equal(now) {
 				t.Errorf("FirstCreated %v, Created %v; want first kept, created now", got.FirstCreated, got.Created)
 			}
-			if got.SignatureHash != tc.slot.SignatureHash || got.Protocol != tc.slot.Protocol ||
+			if got.SignatureHash != tc.slot.SignatureHash || got.Protocol != tc.slot.Protocol || got.Subject != tc.slot.Subject ||
 				got.SlotPath != tc.slot.Path || got.SlotKey != auth.SlotKey(tc.slot.Path) {
 				t.Errorf("Rebind did not take the slot's identity: %+v", got)
 			}
@@ -837,6 +846,102 @@ func TestRebindIdempotent(t *testing.T) {
 	}
 	if w := e.store.writes.Load() - writes; w != 0 {
 		t.Errorf("repeated Rebind wrote %d times", w)
+	}
+}
+
+// TestRebindSubject: between JWT slots, a re-bind needs the same uploader.
+func TestRebindSubject(t *testing.T) {
+	jwtSlot := func(path, sub, sig string) auth.Slot {
+		s := testSlot(path, 4096, sig)
+		s.Protocol, s.Subject = auth.ProtoJWT, sub
+		return s
+	}
+	v2Slot := testSlot("d2/photo.jpg", 4096, "sig-v2")
+	tests := []struct {
+		name    string
+		orig    auth.Slot
+		slot    auth.Slot
+		wantErr error
+	}{
+		{"same subject", jwtSlot("d1/photo.jpg", "alice@example.org", "a"), jwtSlot("d2/photo.jpg", "alice@example.org", "b"), nil},
+		{"other subject", jwtSlot("d1/photo.jpg", "alice@example.org", "a"), jwtSlot("d2/photo.jpg", "mallory@example.org", "b"), auth.ErrRebindMismatch},
+		{"subject differs in resource", jwtSlot("d1/photo.jpg", "alice@example.org/phone", "a"), jwtSlot("d2/photo.jpg", "alice@example.org/laptop", "b"), auth.ErrRebindMismatch},
+		{"subject dropped", jwtSlot("d1/photo.jpg", "alice@example.org", "a"), jwtSlot("d2/photo.jpg", "", "b"), auth.ErrRebindMismatch},
+		{"subject added", jwtSlot("d1/photo.jpg", "", "a"), jwtSlot("d2/photo.jpg", "alice@example.org", "b"), auth.ErrRebindMismatch},
+		{"neither has one", jwtSlot("d1/photo.jpg", "", "a"), jwtSlot("d2/photo.jpg", "", "b"), nil},
+		{"from a JWT slot to a v2 slot", jwtSlot("d1/photo.jpg", "alice@example.org", "a"), v2Slot, nil},
+		{"from a v2 slot to a JWT slot", testSlot("d1/photo.jpg", 4096, "a"), jwtSlot("d2/photo.jpg", "alice@example.org", "b"), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newSessEnv(t, auth.DefaultPolicy())
+			s := e.open(t, tc.orig, "")
+			if s.Subject != tc.orig.Subject {
+				t.Fatalf("Open: Subject %q, want %q", s.Subject, tc.orig.Subject)
+			}
+			e.clock.Advance(30 * time.Hour)
+			got, err := e.m.Rebind(ctx, s.UploadID, tc.slot, "")
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Rebind: err = %v, want %v", err, tc.wantErr)
+				}
+				if !sessiontest.Equal(e.stored(t, s.UploadID), s) {
+					t.Error("a refused Rebind changed the session")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Rebind: %v", err)
+			}
+			if got.Subject != tc.slot.Subject || got.Rebinds != 1 {
+				t.Errorf("re-bound session: Subject %q, Rebinds %d; want %q, 1", got.Subject, got.Rebinds, tc.slot.Subject)
+			}
+		})
+	}
+}
+
+// TestRebindSlotTaken: an upload is never re-bound to a slot that has an
+// upload of its own, complete or not, nor to one re-bound to another upload.
+// Otherwise the holder of a shared file's slot could make its GET URL serve
+// another upload.
+func TestRebindSlotTaken(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.DefaultPolicy())
+	s1 := testSlot("d1/photo.jpg", 4096, "sig-1")
+	u1 := e.open(t, s1, "")
+	u1, err := e.m.Complete(ctx, u1.UploadID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := testSlot("d2/photo.jpg", 4096, "sig-2")
+	u2 := e.open(t, s2, "")
+	s3 := testSlot("d3/photo.jpg", 4096, "sig-3")
+	u3 := e.open(t, s3, "")
+	s4 := testSlot("d4/photo.jpg", 4096, "sig-4")
+	u3, err = e.m.Rebind(ctx, u3.UploadID, s4, "")
+	if err != nil {
+		t.Fatalf("Rebind to a fresh slot: %v", err)
+	}
+	e.clock.Advance(30 * time.Hour)
+	for _, slot := range []auth.Slot{s1, s3, s4} {
+		if _, err := e.m.Rebind(ctx, u2.UploadID, slot, "192.0.2.9"); !errors.Is(err, auth.ErrSlotTaken) {
+			t.Errorf("Rebind to the slot %s of another upload: err = %v, want ErrSlotTaken", slot.Path, err)
+		}
+	}
+	for _, want := range []auth.Session{u1, u2, u3} {
+		if got := e.stored(t, want.UploadID); !sessiontest.Equal(got, want) {
+			t.Errorf("after refused Rebinds\n%+v\nwant\n%+v", got, want)
+		}
+	}
+	for path, want := range map[string]string{s1.Path: u1.UploadID, s2.Path: u2.UploadID, s3.Path: u3.UploadID, s4.Path: u3.UploadID} {
+		if id, err := e.store.LookupSlot(ctx, auth.SlotKey(path)); err != nil || id != want {
+			t.Errorf("slot %s mapped to %q, %v; want %q", path, id, err, want)
+		}
+	}
+	// Its own slot, still valid, renews the session.
+	if got, err := e.m.Rebind(ctx, u2.UploadID, s2, ""); err != nil || got.Rebinds != 1 {
+		t.Errorf("Rebind with the upload's own slot = %d rebinds, %v", got.Rebinds, err)
 	}
 }
 

@@ -398,8 +398,12 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "v3 repeated expires", req: v3Req("v3", macH3, "expires", "1795000000", "expires", "1795000000"), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoV3},
 		{name: "jwt undecodable", req: jwtReq(bearer("eyJhbGciOiJIUzI1NiJ9.e.abc")), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
 		{name: "jwt payload not JSON", req: jwtReq(bearer(makeJWT(hs256Header, "not json", testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
-		{name: "jwt filesize missing", req: jwtReq(bearer(makeJWT(hs256Header, `{"slot":"`+slotBrief+`","exp":1795000300}`, testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
-		{name: "jwt filesize negative", req: jwtReq(bearer(makeJWT(hs256Header, `{"slot":"`+slotBrief+`","filesize":-1}`, testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt filesize missing", req: jwtReq(bearer(makeJWT(hs256Header, withoutClaim(payload, "filesize"), testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt filesize negative", req: jwtReq(bearer(makeJWT(hs256Header, strings.Replace(payload, `"filesize":123456`, `"filesize":-1`, 1), testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt exp missing", req: jwtReq(bearer(makeJWT(hs256Header, withoutClaim(payload, "exp"), testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt exp null", req: jwtReq(bearer(makeJWT(hs256Header, strings.Replace(payload, `"exp":1795000300`, `"exp":null`, 1), testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt filename missing", req: jwtReq(bearer(makeJWT(hs256Header, withoutClaim(payload, "filename"), testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt filename empty", req: jwtReq(bearer(makeJWT(hs256Header, strings.Replace(payload, `"filename":"holiday photo.jpg"`, `"filename":""`, 1), testSecret, sha256.New))), wantErr: auth.ErrMalformedSignature, wantProto: auth.ProtoJWT},
 
 		// Authorization present but no Bearer JWT.
 		{name: "basic auth", req: jwtReq("Basic dXNlcjpwYXNz"), wantErr: auth.ErrBearerRequired, wantProto: auth.ProtoJWT},
@@ -424,7 +428,16 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "jwt for another slot", req: auth.SlotRequest{Path: "RVbKAgWPcrUYAodj/holiday photo.jpg", Authorization: bearer(jwtBrief), Size: sizeA}, wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
 		{name: "jwt slot is a prefix of the segment", req: auth.SlotRequest{Path: slotBrief + "x/holiday photo.jpg", Authorization: bearer(jwtBrief), Size: sizeA}, wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
 		{name: "jwt slot in a later segment", req: auth.SlotRequest{Path: "x/" + slotBrief + "/holiday photo.jpg", Authorization: bearer(jwtBrief), Size: sizeA}, wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
-		{name: "jwt without slot claim", req: jwtReq(bearer(makeJWT(hs256Header, `{"filesize":1}`, testSecret, sha256.New))), wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
+		{name: "jwt without slot claim", req: jwtReq(bearer(makeJWT(hs256Header, withoutClaim(payload, "slot"), testSecret, sha256.New))), wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
+		{name: "jwt for another file name", req: auth.SlotRequest{Path: slotBrief + "/holiday photo.png", Authorization: bearer(jwtBrief), Size: sizeA}, wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
+		{name: "jwt file name deeper under the slot", req: auth.SlotRequest{Path: slotBrief + "/x/holiday photo.jpg", Authorization: bearer(jwtBrief), Size: sizeA}, wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
+		{name: "jwt filename with a slash", req: auth.SlotRequest{Path: slotBrief + "/x/holiday photo.jpg", Size: sizeA,
+			Authorization: bearer(makeJWT(hs256Header, strings.Replace(payload, `"filename":"holiday photo.jpg"`, `"filename":"x/holiday photo.jpg"`, 1), testSecret, sha256.New))},
+			wantErr: auth.ErrSlotMismatch, wantProto: auth.ProtoJWT},
+
+		// Not valid yet: nbf beyond the fixed leeway of two seconds.
+		{name: "jwt nbf three seconds ahead", req: jwtReq(bearer(makeJWT(hs256Header, withClaim(payload, `"nbf":1795000003`), testSecret, sha256.New))), wantErr: auth.ErrBadSignature, wantProto: auth.ProtoJWT},
+		{name: "jwt nbf an hour ahead", req: jwtReq(bearer(makeJWT(hs256Header, withClaim(payload, `"nbf":1795003600`), testSecret, sha256.New))), wantErr: auth.ErrBadSignature, wantProto: auth.ProtoJWT},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -445,6 +458,37 @@ func TestVerifyRejects(t *testing.T) {
 			}
 			checkNoSecretIn(t, err, tt.req)
 		})
+	}
+}
+
+// withoutClaim removes one claim from a flat JSON payload of string and number claims.
+func withoutClaim(payload, name string) string {
+	start := strings.Index(payload, `"`+name+`":`)
+	if start < 0 {
+		panic("withoutClaim: no claim " + name)
+	}
+	end := start + strings.IndexAny(payload[start:], ",}")
+	if payload[end] == ',' {
+		return payload[:start] + payload[end+1:]
+	}
+	return strings.TrimSuffix(payload[:start], ",") + payload[end:]
+}
+
+// withClaim adds a claim (`"name":value`) at the end of a JSON payload.
+func withClaim(payload, claim string) string {
+	return strings.TrimSuffix(payload, "}") + "," + claim + "}"
+}
+
+// TestVerifyJWTNotBefore: a token whose nbf is at most two seconds ahead of
+// the verifier's clock, or past, is accepted.
+func TestVerifyJWTNotBefore(t *testing.T) {
+	payload := `{"slot":"` + slotBrief + `","iat":1795000000,"exp":1795000300,"sub":"alice@example.org","filename":"holiday photo.jpg","filesize":123456,"filetype":"image/jpeg"}`
+	for _, nbf := range []int64{now0 - 3600, now0, now0 + 1, now0 + 2} {
+		tok := makeJWT(hs256Header, withClaim(payload, `"nbf":`+strconv.FormatInt(nbf, 10)), testSecret, sha256.New)
+		req := auth.SlotRequest{Path: slotBrief + "/holiday photo.jpg", Authorization: bearer(tok), Size: sizeA}
+		if _, err := newVerifier(t, now0, testSecret).Verify(req); err != nil {
+			t.Errorf("nbf %+d s: Verify: %v", nbf-now0, err)
+		}
 	}
 }
 

@@ -79,7 +79,8 @@ var rebindTable = []struct {
 }{
 	{auth.ErrSessionNotFound, refuse(http.StatusNotFound, "the upload to resume does not exist (any more)")},
 	{auth.ErrRebindLimit, refuse(http.StatusForbidden, "the upload cannot be re-bound again; start a new upload")},
-	{auth.ErrRebindMismatch, refuse(http.StatusConflict, "the slot is for another size or type than the upload")},
+	{auth.ErrSlotTaken, errSlotTaken},
+	{auth.ErrRebindMismatch, refuse(http.StatusConflict, "the slot is for another file (name, size, type or uploader) than the upload")},
 	{auth.ErrUploadComplete, refuse(http.StatusConflict, "the upload is complete")},
 	{auth.ErrSessionExpired, refuse(http.StatusGone, "the upload's data is no longer kept; start a new upload")},
 }

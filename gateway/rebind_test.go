@@ -26,8 +26,9 @@ func TestRebindAfterSessionExpired(t *testing.T) {
 		wantStatus(t, tg.head(loc), http.StatusGone)
 		wantStatus(t, tg.patch(loc, 7, file[7:]), http.StatusGone)
 
-		fresh := tg.sign(auth.ProtoV2, "a.bin", int64(len(file)), nil) // the same file under a new slot
-		other := tg.sign(auth.ProtoV2, "c.bin", int64(len(file)+1), nil)
+		// A fresh slot for the same file: same name (in another slot directory) and size.
+		fresh := tg.sign(auth.ProtoV2, "a.bin", int64(len(file)), nil)
+		other := tg.sign(auth.ProtoV2, "a.bin", int64(len(file)+1), nil)
 		mismatch := tg.tusCreate(other, int64(len(file)+1), map[string]string{resumeFromHeader: loc})
 		wantStatus(t, mismatch, http.StatusConflict)
 		rb := tg.tusCreate(fresh, int64(len(file)), map[string]string{resumeFromHeader: loc})
@@ -56,7 +57,7 @@ func TestRebindAfterSessionExpired(t *testing.T) {
 		res, _ := tg.put(old.PutURL, file[12:], map[string]string{"Content-Range": "bytes 12-19/20"})
 		wantStatus(t, res, http.StatusForbidden) // the slot expired and so did its session
 
-		fresh := tg.sign(auth.ProtoV2, "e.bin", int64(len(file)), nil) // the same file under a new slot
+		fresh := tg.sign(auth.ProtoV2, "e.bin", int64(len(file)), nil)
 		tampered := strings.Replace(old.PutURL, "v3=", "v3=00", 1)
 		res, _ = tg.put(fresh.PutURL, file[12:], map[string]string{"Content-Range": "bytes 12-19/20", resumeFromHeader: tampered})
 		wantStatus(t, res, http.StatusForbidden)

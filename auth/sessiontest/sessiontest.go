@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) auth.Store) {
 		{"UpdateMustKeepUploadID", testUpdateMustKeepUploadID},
 		{"UpdateLeavesSlots", testUpdateLeavesSlots},
 		{"Rebind", testRebind},
+		{"RebindSlotTaken", testRebindSlotTaken},
+		{"RebindSlotTakenConcurrent", testRebindSlotTakenConcurrent},
 		{"RebindFailureChangesNothing", testRebindFailureChangesNothing},
 		{"RebindAtomic", testRebindAtomic},
 		{"Delete", testDelete},
@@ -51,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) auth.Store) {
 		{"SweepMany", testSweepMany},
 		{"SweepIndexFollowsUpdates", testSweepIndexFollowsUpdates},
 		{"RoundTrip", testRoundTrip},
+		{"Subject", testSubject},
 		{"Copies", testCopies},
 		{"ContextDone", testContextDone},
 		{"Ping", testPing},
@@ -89,7 +92,8 @@ func Sample(i int) auth.Session {
 		SlotKey:       SlotKey(i),
 		SlotPath:      fmt.Sprintf("slot-%d/file.bin", i),
 		Kind:          auth.KindWhole,
-		Protocol:      auth.ProtoV2,
+		Protocol:      auth.ProtoJWT,
+		Subject:       fmt.Sprintf("user-%d@example.org", i),
 		SignatureHash: sig,
 		Size:          int64(1000 + i),
 		Type:          "image/jpeg",
@@ -398,9 +402,9 @@ func testRebind(t *testing.T, st auth.Store) {
 	ctx := context.Background()
 	a := mustCreate(t, st, Sample(1))
 	b := mustCreate(t, st, Sample(2))
-	// Remap b's slot to a (and apply fn) ...
-	got, err := st.Rebind(ctx, a.UploadID, b.SlotKey, func(p *auth.Session) error {
-		p.SlotKey = b.SlotKey
+	// Map a fresh slot to a (and apply fn) ...
+	got, err := st.Rebind(ctx, a.UploadID, SlotKey(3), func(p *auth.Session) error {
+		p.SlotKey = SlotKey(3)
 		p.Rebinds++
 		return nil
 	})
@@ -408,45 +412,154 @@ func testRebind(t *testing.T, st auth.Store) {
 		t.Fatalf("Rebind: %v", err)
 	}
 	want := a
-	want.SlotKey = b.SlotKey
+	want.SlotKey = SlotKey(3)
 	want.Rebinds++
 	if !Equal(got, want) {
 		t.Fatalf("Rebind returned\n%+v\nwant\n%+v", got, want)
 	}
 	wantSession(t, st, want)
-	wantSlot(t, st, b.SlotKey, a.UploadID)
+	wantSlot(t, st, SlotKey(3), a.UploadID)
 	wantSlot(t, st, a.SlotKey, a.UploadID) // earlier slots stay mapped
 	wantSession(t, st, b)                  // the other session is untouched
-	// ... to a fresh slot ...
-	if _, err := st.Rebind(ctx, a.UploadID, SlotKey(3), func(*auth.Session) error { return nil }); err != nil {
+	wantSlot(t, st, b.SlotKey, b.UploadID)
+	// ... to another fresh slot ...
+	if _, err := st.Rebind(ctx, a.UploadID, SlotKey(4), func(*auth.Session) error { return nil }); err != nil {
 		t.Fatalf("Rebind to a new slot: %v", err)
 	}
+	wantSlot(t, st, SlotKey(4), a.UploadID)
 	wantSlot(t, st, SlotKey(3), a.UploadID)
 	// ... and to a slot it already has (idempotent).
-	if _, err := st.Rebind(ctx, a.UploadID, SlotKey(3), func(*auth.Session) error { return nil }); err != nil {
+	if _, err := st.Rebind(ctx, a.UploadID, SlotKey(4), func(*auth.Session) error { return nil }); err != nil {
 		t.Fatalf("repeated Rebind: %v", err)
 	}
-	wantSlot(t, st, SlotKey(3), a.UploadID)
+	wantSlot(t, st, SlotKey(4), a.UploadID)
 
-	// Deleting b leaves the slot that now belongs to a.
+	// Once b is deleted, its slot is free and a may be re-bound to it.
 	if err := st.Delete(ctx, b.UploadID); err != nil {
 		t.Fatalf("Delete: %v", err)
+	}
+	wantSlot(t, st, b.SlotKey, "")
+	if _, err := st.Rebind(ctx, a.UploadID, b.SlotKey, func(*auth.Session) error { return nil }); err != nil {
+		t.Fatalf("Rebind to the slot of a deleted upload: %v", err)
 	}
 	wantSlot(t, st, b.SlotKey, a.UploadID)
 	// Deleting a removes every slot mapped to it.
 	if err := st.Delete(ctx, a.UploadID); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	for _, k := range []string{SlotKey(1), SlotKey(2), SlotKey(3)} {
+	for _, k := range []string{SlotKey(1), SlotKey(2), SlotKey(3), SlotKey(4)} {
 		wantSlot(t, st, k, "")
+	}
+}
+
+// testRebindSlotTaken: Rebind never takes a slot that is mapped to another
+// upload, whether by its Create or by a Rebind; it fails with ErrSlotTaken,
+// without calling fn, and changes nothing.
+func testRebindSlotTaken(t *testing.T, st auth.Store) {
+	ctx := context.Background()
+	a := mustCreate(t, st, Sample(1))
+	b := mustCreate(t, st, Sample(2))
+	// b also holds a slot through a rebind.
+	b, err := st.Rebind(ctx, b.UploadID, SlotKey(3), func(p *auth.Session) error { p.Rebinds++; return nil })
+	if err != nil {
+		t.Fatalf("Rebind to a fresh slot: %v", err)
+	}
+	for _, key := range []string{b.SlotKey, SlotKey(2), SlotKey(3)} {
+		called := false
+		_, err := st.Rebind(ctx, a.UploadID, key, func(p *auth.Session) error {
+			called = true
+			p.Rebinds = 42
+			p.SweepAt = base().Add(-48 * time.Hour) // would make it due if stored
+			return nil
+		})
+		if !errors.Is(err, auth.ErrSlotTaken) {
+			t.Fatalf("Rebind to another upload's slot: err = %v, want ErrSlotTaken", err)
+		}
+		if called {
+			t.Error("Rebind to another upload's slot called fn")
+		}
+		wantSession(t, st, a)
+		wantSession(t, st, b)
+		wantSlot(t, st, a.SlotKey, a.UploadID)
+		wantSlot(t, st, SlotKey(2), b.UploadID)
+		wantSlot(t, st, SlotKey(3), b.UploadID)
+		if ids := expiredIDs(t, st, base(), 10); len(ids) != 0 {
+			t.Fatalf("a refused Rebind moved the session in the sweep index: Expired = %v", ids)
+		}
+	}
+	// A missing session is reported as such, even for a taken slot.
+	if _, err := st.Rebind(ctx, ID(9), SlotKey(2), func(*auth.Session) error { return nil }); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Rebind of a missing session to a taken slot: err = %v, want ErrSessionNotFound", err)
+	}
+	// The slot a upload already holds is no obstacle.
+	got, err := st.Rebind(ctx, a.UploadID, a.SlotKey, func(p *auth.Session) error { p.Rebinds++; return nil })
+	if err != nil {
+		t.Fatalf("Rebind to the upload's own slot: %v", err)
+	}
+	want := a
+	want.Rebinds++
+	if !Equal(got, want) {
+		t.Fatalf("Rebind to the upload's own slot returned\n%+v\nwant\n%+v", got, want)
+	}
+	wantSession(t, st, want)
+	wantSlot(t, st, a.SlotKey, a.UploadID)
+}
+
+// testRebindSlotTakenConcurrent: of several uploads re-bound to one fresh
+// slot at once, exactly one gets it.
+func testRebindSlotTakenConcurrent(t *testing.T, st auth.Store) {
+	const n = 20
+	for i := range n {
+		s := Sample(i)
+		s.Rebinds = 0
+		mustCreate(t, st, s)
+	}
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  [n]error
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = st.Rebind(context.Background(), ID(i), SlotKey(100), func(p *auth.Session) error {
+				p.Rebinds++
+				return nil
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("Rebinds of uploads %d and %d to one slot both succeeded", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, auth.ErrSlotTaken):
+			t.Fatalf("Rebind %d: %v", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no Rebind got the fresh slot")
+	}
+	wantSlot(t, st, SlotKey(100), ID(winner))
+	for i := range n {
+		want := 0
+		if i == winner {
+			want = 1
+		}
+		if got := mustGet(t, st, ID(i)).Rebinds; got != want {
+			t.Errorf("upload %d: Rebinds = %d, want %d", i, got, want)
+		}
 	}
 }
 
 func testRebindFailureChangesNothing(t *testing.T, st auth.Store) {
 	a := mustCreate(t, st, Sample(1))
-	b := mustCreate(t, st, Sample(2))
 	boom := errors.New("boom")
-	_, err := st.Rebind(context.Background(), a.UploadID, b.SlotKey, func(p *auth.Session) error {
+	_, err := st.Rebind(context.Background(), a.UploadID, SlotKey(3), func(p *auth.Session) error {
 		p.Rebinds = 42
 		return boom
 	})
@@ -454,7 +567,7 @@ func testRebindFailureChangesNothing(t *testing.T, st auth.Store) {
 		t.Fatalf("Rebind with a failing fn: err = %v, want fn's error", err)
 	}
 	wantSession(t, st, a)
-	wantSlot(t, st, b.SlotKey, b.UploadID)
+	wantSlot(t, st, SlotKey(3), "")
 }
 
 func testRebindAtomic(t *testing.T, st auth.Store) {
@@ -687,6 +800,7 @@ func testRoundTrip(t *testing.T, st auth.Store) {
 	s.Size = -1
 	s.Type = "text/plain; charset=\"utf-8\" ünïcode"
 	s.SlotPath = "dir/holiday photo €.jpg"
+	s.Subject = "jüliet@capulet.example/balcony \"1\""
 	s.LastAddr = "[2001:db8::1]:443"
 
 	created, _, err := st.Create(context.Background(), s)
@@ -715,6 +829,50 @@ func testRoundTrip(t *testing.T, st auth.Store) {
 	if !gz.FileExpires.IsZero() || !gz.CompletedAt.IsZero() || !gz.SweepAt.IsZero() {
 		t.Errorf("zero times read back as %v, %v, %v", gz.FileExpires, gz.CompletedAt, gz.SweepAt)
 	}
+}
+
+// testSubject: the uploader's JID is kept by every write, and a session
+// without one reads back without one.
+func testSubject(t *testing.T, st auth.Store) {
+	ctx := context.Background()
+	a := mustCreate(t, st, Sample(1))
+	if a.Subject == "" {
+		t.Fatal("sessiontest: Sample sets no Subject")
+	}
+	none := Sample(2)
+	none.Protocol, none.Subject = auth.ProtoV2, ""
+	mustCreate(t, st, none)
+	wantSession(t, st, none)
+
+	// An update of other fields keeps it ...
+	got, err := st.Update(ctx, a.UploadID, func(p *auth.Session) error { p.Addrs++; return nil })
+	if err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if got.Subject != a.Subject {
+		t.Fatalf("Update returned Subject %q, want %q", got.Subject, a.Subject)
+	}
+	a.Addrs++
+	wantSession(t, st, a)
+	// ... a rebind replaces it ...
+	got, err = st.Rebind(ctx, a.UploadID, SlotKey(3), func(p *auth.Session) error {
+		p.Subject = "romeo@montague.example"
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Rebind: %v", err)
+	}
+	a.Subject = "romeo@montague.example"
+	if !Equal(got, a) {
+		t.Fatalf("Rebind returned\n%+v\nwant\n%+v", got, a)
+	}
+	wantSession(t, st, a)
+	// ... and so does an update that clears it.
+	if _, err := st.Update(ctx, a.UploadID, func(p *auth.Session) error { p.Subject = ""; return nil }); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	a.Subject = ""
+	wantSession(t, st, a)
 }
 
 func testCopies(t *testing.T, st auth.Store) {

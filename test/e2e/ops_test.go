@@ -485,7 +485,7 @@ func TestOpsMetrics(t *testing.T) {
 	gone, _ := opsRandom(t, 64*KiB)
 	old := b.sign(t, "v2", "rebound.bin", int64(len(bfile)), "")
 	abandoned := b.sign(t, "v2", "abandoned.bin", int64(len(gone)), "")
-	fresh := b.sign(t, "v2", "rebound-again.bin", int64(len(bfile)), "")
+	fresh := b.sign(t, "v2", "rebound.bin", int64(len(bfile)), "") // a re-bind needs the same file name
 	opened := time.Now()
 	opsCutPut(t, old.PutURL, int64(len(bfile)), bfile[:100*KiB])
 	opsCutPut(t, abandoned.PutURL, int64(len(gone)), gone[:10*KiB])

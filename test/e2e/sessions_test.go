@@ -342,8 +342,9 @@ func TestSessionHeadStorm(t *testing.T) {
 
 // TestSessionRebind lets upload sessions end (short TTLs) half-way and
 // continues the uploads with fresh slots (Upload-Resume-From): through a tus
-// creation and through a Content-Range PUT. Slots of another size or type,
-// and tampered upload URLs, are refused.
+// creation and through a Content-Range PUT. The fresh slots are for the same
+// file name (in another slot directory); slots of another size or type, and
+// tampered upload URLs, are refused.
 func TestSessionRebind(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "--session-idle-ttl", "3s", "--session-max-ttl", "4s")
@@ -381,12 +382,12 @@ func TestSessionRebind(t *testing.T) {
 	// refusals checks the re-binds that must fail while the upload is incomplete.
 	refusals := func(t *testing.T, name, loc string) {
 		t.Helper()
-		bigger := s.sign(t, "v2", "bigger-"+name, size+1, ctype)
-		a := sessCreate(t, c, bigger, "bigger-"+name, size+1, ctype, "Upload-Resume-From", loc)
+		bigger := s.sign(t, "v2", name, size+1, ctype)
+		a := sessCreate(t, c, bigger, name, size+1, ctype, "Upload-Resume-From", loc)
 		sessMustStatus(t, "re-bind with a slot of another size", a, http.StatusConflict)
 
-		other := s.sign(t, "v2", "other-"+name, size, "image/png")
-		a = sessCreate(t, c, other, "other-"+name, size, "image/png", "Upload-Resume-From", loc)
+		other := s.sign(t, "v2", name, size, "image/png")
+		a = sessCreate(t, c, other, name, size, "image/png", "Upload-Resume-From", loc)
 		sessMustStatus(t, "re-bind with a slot of another type", a, http.StatusConflict)
 
 		id := uploadID(t, loc)
@@ -409,8 +410,8 @@ func TestSessionRebind(t *testing.T) {
 	// afterComplete checks that a complete upload is not re-bound again.
 	afterComplete := func(t *testing.T, name, loc string) {
 		t.Helper()
-		again := s.sign(t, "v2", "again-"+name, size, ctype)
-		a := sessCreate(t, c, again, "again-"+name, size, ctype, "Upload-Resume-From", loc)
+		again := s.sign(t, "v2", name, size, ctype)
+		a := sessCreate(t, c, again, name, size, ctype, "Upload-Resume-From", loc)
 		sessMustStatus(t, "re-bind of a complete upload", a, http.StatusConflict)
 	}
 
@@ -421,14 +422,14 @@ func TestSessionRebind(t *testing.T) {
 			loc := startHalf(t, "tus.pdf", data)
 			refusals(t, "tus.pdf", loc)
 
-			fresh := s.sign(t, "v2", "fresh-tus.pdf", size, ctype)
-			a := sessCreate(t, c, fresh, "fresh-tus.pdf", size, ctype, "Upload-Resume-From", loc)
+			fresh := s.sign(t, "v2", "tus.pdf", size, ctype)
+			a := sessCreate(t, c, fresh, "tus.pdf", size, ctype, "Upload-Resume-From", loc)
 			sessMustStatus(t, "re-bind with a fresh slot", a, http.StatusCreated)
 			if got := a.Header.Get("Location"); got != loc || a.offset(t) != half {
 				t.Fatalf("re-bind: Location %q, Upload-Offset %d; want the old upload %q at %d", got, a.offset(t), loc, half)
 			}
 			// A retry of the re-bind (its answer was lost) converges.
-			a = sessCreate(t, c, fresh, "fresh-tus.pdf", size, ctype, "Upload-Resume-From", loc)
+			a = sessCreate(t, c, fresh, "tus.pdf", size, ctype, "Upload-Resume-From", loc)
 			sessMustStatus(t, "repeated re-bind", a, http.StatusCreated)
 			if got := a.Header.Get("Location"); got != loc || a.offset(t) != half {
 				t.Fatalf("repeated re-bind: Location %q, Upload-Offset %d; want %q at %d", got, a.offset(t), loc, half)
@@ -445,12 +446,12 @@ func TestSessionRebind(t *testing.T) {
 			data, sum := sessRandomBytes(t, size)
 			loc := startHalf(t, "put.pdf", data)
 
-			bigger := s.sign(t, "v2", "bigger-put.pdf", size+1, ctype)
+			bigger := s.sign(t, "v2", "put.pdf", size+1, ctype)
 			a := sessSend(t, c, http.MethodPut, bigger.PutURL, sessHeader("Content-Type", ctype, "Upload-Resume-From", loc,
 				"Content-Range", fmt.Sprintf("bytes %d-%d/%d", half, size, size+1)), append(append([]byte(nil), data[half:]...), 'x'))
 			sessMustStatus(t, "PUT re-bind with a slot of another size", a, http.StatusConflict)
 
-			fresh := s.sign(t, "v2", "fresh-put.pdf", size, ctype)
+			fresh := s.sign(t, "v2", "put.pdf", size, ctype)
 			a = sessSend(t, c, http.MethodPut, fresh.PutURL, sessHeader("Content-Type", ctype, "Upload-Resume-From", loc,
 				"Content-Range", fmt.Sprintf("bytes %d-%d/%d", half, size-1, size)), data[half:])
 			sessMustStatus(t, "Content-Range PUT re-binding with a fresh slot", a, http.StatusCreated)
