@@ -437,7 +437,9 @@ func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, erro
 // client that was offline past its session's deadline. The slot must sign the
 // same file, else ErrRebindMismatch: the same file name (the last segment of
 // the slot path), the same size and type (where both are known), and, when
-// both the session and the slot come from JWT slots, the same Subject. Only
+// both the session and the slot come from JWT slots, the same Subject (a
+// session keeps the Subject of its last JWT slot across re-binds by slots
+// that name no uploader, so that the uploader can never change). Only
 // the whole upload of a slot is re-bound (ErrRebindMismatch for a partial
 // one), and only to a slot that no other upload holds (ErrSlotTaken: the
 // slot's own upload, or one re-bound to it, keeps it). It is allowed even
@@ -447,7 +449,7 @@ func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, erro
 //
 // Atomically it maps the new slot to the upload, opens new deadlines (the
 // absolute one capped by FirstCreated+MaxAge), increments Rebinds and takes
-// the slot's SignatureHash, Protocol, Subject, SlotPath and FileExpires. The
+// the slot's SignatureHash, Protocol, Subject (if it has one), SlotPath and FileExpires. The
 // slots mapped to the upload before stay mapped to it. Repeating it with the
 // same slot (same SignatureHash and slot path) while the session lives returns
 // the session unchanged, without counting again.
@@ -483,7 +485,9 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 			return fmt.Errorf("slot and upload differ in content type: %w", ErrRebindMismatch)
 		}
 		// A JWT names its uploader: another one's slot must not continue the upload.
-		if slot.Protocol == ProtoJWT && p.Protocol == ProtoJWT && slot.Subject != p.Subject {
+		// The uploader a JWT slot named stays the upload's, also across a
+		// re-bind by a slot that names none (v1, v2, v3).
+		if slot.Protocol == ProtoJWT && (p.Protocol == ProtoJWT || p.Subject != "") && slot.Subject != p.Subject {
 			return fmt.Errorf("slot and upload differ in uploader: %w", ErrRebindMismatch)
 		}
 		if p.Rebinds >= m.p.MaxRebinds {
@@ -499,7 +503,9 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 		p.SlotPath = slot.Path
 		p.SignatureHash = slot.SignatureHash
 		p.Protocol = slot.Protocol
-		p.Subject = slot.Subject
+		if slot.Subject != "" {
+			p.Subject = slot.Subject
+		}
 		p.FileExpires = slot.FileExpires
 		if p.Size < 0 {
 			p.Size = slot.Size

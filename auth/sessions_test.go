@@ -850,6 +850,27 @@ func TestRebindIdempotent(t *testing.T) {
 }
 
 // TestRebindSubject: between JWT slots, a re-bind needs the same uploader.
+// The uploader a JWT slot named cannot change through a re-bind by a slot
+// that names none: JWT(alice) -> v2 -> JWT(mallory) is refused at the last step.
+func TestRebindSubjectKeptAcrossUnnamedSlot(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.DefaultPolicy())
+	alice := testSlot("d1/photo.jpg", 4096, "a")
+	alice.Protocol, alice.Subject = auth.ProtoJWT, "alice@example.org"
+	s := e.open(t, alice, "")
+	e.clock.Advance(30 * time.Hour)
+	s, err := e.m.Rebind(ctx, s.UploadID, testSlot("d2/photo.jpg", 4096, "b"), "")
+	if err != nil || s.Subject != "alice@example.org" {
+		t.Fatalf("re-bind to a v2 slot: %v, Subject %q", err, s.Subject)
+	}
+	e.clock.Advance(80 * time.Hour)
+	mallory := testSlot("d3/photo.jpg", 4096, "c")
+	mallory.Protocol, mallory.Subject = auth.ProtoJWT, "mallory@example.org"
+	if _, err := e.m.Rebind(ctx, s.UploadID, mallory, ""); !errors.Is(err, auth.ErrRebindMismatch) {
+		t.Fatalf("re-bind to another uploader's JWT slot after a v2 slot: %v, want ErrRebindMismatch", err)
+	}
+}
+
 func TestRebindSubject(t *testing.T) {
 	jwtSlot := func(path, sub, sig string) auth.Slot {
 		s := testSlot(path, 4096, sig)
@@ -894,8 +915,12 @@ func TestRebindSubject(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Rebind: %v", err)
 			}
-			if got.Subject != tc.slot.Subject || got.Rebinds != 1 {
-				t.Errorf("re-bound session: Subject %q, Rebinds %d; want %q, 1", got.Subject, got.Rebinds, tc.slot.Subject)
+			want := tc.slot.Subject
+			if want == "" {
+				want = tc.orig.Subject // a slot that names no uploader keeps the upload's
+			}
+			if got.Subject != want || got.Rebinds != 1 {
+				t.Errorf("re-bound session: Subject %q, Rebinds %d; want %q, 1", got.Subject, got.Rebinds, want)
 			}
 		})
 	}
