@@ -351,10 +351,17 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	srv := &http.Server{
 		Handler:           gw.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
+		// ReadTimeout bounds reading a request from its start. tusd moves the
+		// read deadline --network-timeout ahead at the start of each request
+		// it handles and after every read of a body, so an upload that keeps
+		// sending is not cut; a request that stalls (or a body nobody reads,
+		// which net/http would wait for to reuse the connection) is.
+		ReadTimeout: c.NetworkTimeout,
+		// No WriteTimeout: a download of a large file may take hours.
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return base },
+		ErrorLog:       slog.NewLogLogger(h, slog.LevelWarn),
 	}
 	// On shutdown, running PATCH and PUT bodies are closed: tusd saves what
 	// arrived and answers 503, so clients resume instead of hanging.
