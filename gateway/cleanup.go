@@ -16,42 +16,69 @@ const cleanupBatch = 100
 
 // cleanup removes the uploads whose sessions are due (expired past the
 // retention period, or complete files past their expiry), then their sessions.
+// An upload that cannot be removed is logged and skipped, and the others are
+// removed all the same; the failures are returned joined. A failed upload
+// stays due and is tried again at the next clean-up.
 func (g *Gateway) cleanup(ctx context.Context) error {
+	var errs []error
+	failed := map[string]bool{}
 	for {
 		due, err := g.cfg.Sessions.Due(ctx, cleanupBatch)
 		if err != nil {
-			return fmt.Errorf("list due sessions: %w", err)
+			return errors.Join(append(errs, fmt.Errorf("list due sessions: %w", err))...)
 		}
+		progress := false
 		for _, s := range due {
-			if !s.Complete && s.Kind == auth.KindWhole {
-				done, err := g.storedComplete(ctx, s.UploadID)
-				if err != nil {
-					return fmt.Errorf("look at upload %s before removing it: %w", logID(s.UploadID), err)
+			if failed[s.UploadID] {
+				continue // still due: failed earlier in this clean-up
+			}
+			if err := g.cleanupOne(ctx, s); err != nil {
+				if ctx.Err() != nil {
+					return errors.Join(append(errs, err)...)
 				}
-				if done {
-					// The last byte arrived but the session store failed to
-					// record it (completion only logs such a failure): record
-					// it now, and keep the file as the complete file it is.
-					if _, err := g.cfg.Sessions.Complete(ctx, s.UploadID); err != nil {
-						return fmt.Errorf("record completion of upload %s: %w", logID(s.UploadID), err)
-					}
-					g.log.WarnContext(ctx, "kept a complete upload whose session missed its completion", "upload", logID(s.UploadID))
-					continue
-				}
+				failed[s.UploadID] = true
+				errs = append(errs, err)
+				g.log.WarnContext(ctx, "clean-up of an upload failed", "upload", logID(s.UploadID), "error", err)
+				continue
 			}
-			if err := g.cfg.Storage.Terminate(ctx, s.UploadID); err != nil {
-				return fmt.Errorf("remove upload %s: %w", logID(s.UploadID), err)
-			}
-			if err := g.cfg.Sessions.Forget(ctx, s.UploadID); err != nil {
-				return fmt.Errorf("forget session %s: %w", logID(s.UploadID), err)
-			}
-			g.countRemoved(s)
-			g.log.InfoContext(ctx, "removed expired upload", "upload", logID(s.UploadID), "complete", s.Complete)
+			progress = true
 		}
-		if len(due) < cleanupBatch {
+		// A batch of uploads that all failed before comes back unchanged:
+		// they are tried again at the next clean-up.
+		if len(due) < cleanupBatch || !progress {
+			return errors.Join(errs...)
+		}
+	}
+}
+
+// cleanupOne removes the upload of one due session, then the session; or,
+// for an upload found complete, records its completion and keeps it.
+func (g *Gateway) cleanupOne(ctx context.Context, s auth.Session) error {
+	if !s.Complete && s.Kind == auth.KindWhole {
+		done, err := g.storedComplete(ctx, s.UploadID)
+		if err != nil {
+			return fmt.Errorf("look at upload %s before removing it: %w", logID(s.UploadID), err)
+		}
+		if done {
+			// The last byte arrived but the session store failed to
+			// record it (completion only logs such a failure): record
+			// it now, and keep the file as the complete file it is.
+			if _, err := g.cfg.Sessions.Complete(ctx, s.UploadID); err != nil {
+				return fmt.Errorf("record completion of upload %s: %w", logID(s.UploadID), err)
+			}
+			g.log.WarnContext(ctx, "kept a complete upload whose session missed its completion", "upload", logID(s.UploadID))
 			return nil
 		}
 	}
+	if err := g.cfg.Storage.Terminate(ctx, s.UploadID); err != nil {
+		return fmt.Errorf("remove upload %s: %w", logID(s.UploadID), err)
+	}
+	if err := g.cfg.Sessions.Forget(ctx, s.UploadID); err != nil {
+		return fmt.Errorf("forget session %s: %w", logID(s.UploadID), err)
+	}
+	g.countRemoved(s)
+	g.log.InfoContext(ctx, "removed expired upload", "upload", logID(s.UploadID), "complete", s.Complete)
+	return nil
 }
 
 // storedComplete reports whether the storage holds all of an upload's bytes.

@@ -3,7 +3,10 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,5 +247,69 @@ func TestSweepRemovesNothingWhenTheSessionStoreFails(t *testing.T) {
 	}
 	if _, ok := tg.stored(partial); !ok {
 		t.Fatal("the sweep removed an upload while the session store failed")
+	}
+}
+
+// An upload whose removal fails does not stop the clean-up: the other due
+// uploads go, the failure is returned, and the failed upload stays due for
+// the next clean-up.
+func TestCleanupGoesOnAfterAFailedRemoval(t *testing.T) {
+	tg := newTestGateway(t)
+	ctx := context.Background()
+	var ids []string
+	for _, name := range []string{"a.bin", "b.bin", "c.bin"} {
+		ids = append(ids, tg.interruptedPut(tg.sign(auth.ProtoV1, name, 10, nil), 10, "01234"))
+	}
+	p := tg.gw.cfg.Sessions.Policy()
+	tg.clock.Advance(p.MaxAge + p.Retention + time.Hour)
+	due, err := tg.gw.cfg.Sessions.Due(ctx, 10)
+	if err != nil || len(due) != len(ids) {
+		t.Fatalf("due: %d sessions, %v; want %d", len(due), err, len(ids))
+	}
+	// The data of the upload the clean-up takes first is a directory that
+	// is not empty: the disk store cannot remove it.
+	stuck := due[0].UploadID
+	bin := filepath.Join(tg.dir, "uploads", stuck)
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(bin, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	err = tg.gw.cleanup(ctx)
+	if err == nil || !strings.Contains(err.Error(), logID(stuck)) {
+		t.Fatalf("clean-up: %v; want the failed removal of %s", err, logID(stuck))
+	}
+	for _, id := range ids {
+		if id == stuck {
+			continue
+		}
+		if _, ok := tg.stored(id); ok {
+			t.Errorf("upload %s kept: the clean-up stopped at the failed one", logID(id))
+		}
+		if _, err := tg.store.Get(ctx, id); err == nil {
+			t.Errorf("session of %s kept", logID(id))
+		}
+	}
+	if _, err := tg.store.Get(ctx, stuck); err != nil {
+		t.Errorf("session of the upload that could not be removed: %v; want it kept for the next clean-up", err)
+	}
+
+	// Once the data can be removed, the next clean-up removes it.
+	if err := os.RemoveAll(bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("01234"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.gw.cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tg.store.Get(ctx, stuck); err == nil {
+		t.Error("session kept after a clean-up that could remove its upload")
+	}
+	if ids := tg.uploadFiles(); len(ids) != 0 {
+		t.Fatalf("uploads left: %v", ids)
 	}
 }

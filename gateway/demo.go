@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/uploadgate/uploadgate/auth"
@@ -29,7 +31,18 @@ type DemoConfig struct {
 	// DemoPath+"slot") signed with it. Only requests from a loopback address
 	// are answered; set it only when the gateway listens on loopback.
 	MintSecret string
+	// ListenAddr is the address the gateway listens on (host:port, the port
+	// resolved). Slots are minted only for requests addressed to it (Host
+	// and Origin), so a page of another site whose name resolves to the
+	// loopback address (DNS rebinding) cannot have them minted. Required
+	// with MintSecret.
+	ListenAddr string
 }
+
+// forwardingHeaders are set by proxies. A request carrying any of them came
+// through a proxy, even when its connection comes from loopback, and is never
+// given a demo slot.
+var forwardingHeaders = []string{"X-Forwarded-For", "X-Real-IP", "Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"}
 
 type demoSlotRequest struct {
 	Name string `json:"name"`
@@ -65,9 +78,12 @@ func (g *Gateway) serveDemo(w http.ResponseWriter, r *http.Request) {
 	http.StripPrefix(strings.TrimSuffix(DemoPath, "/"), http.FileServerFS(d.Files)).ServeHTTP(w, r)
 }
 
-// serveDemoSlot mints a slot for the demo pages: loopback clients only, same
-// origin only (the JSON content type makes other origins preflight, which is
-// not answered here), and only when minting is enabled.
+// serveDemoSlot mints a slot for the demo pages, only when minting is enabled
+// and only for a browser on this machine that loaded the pages from the
+// gateway's listen address: the connection comes from loopback without any
+// forwarding header (no proxy in between), and Host and Origin both name the
+// listen address (no DNS rebinding). The JSON content type makes other origins
+// preflight, which is not answered here.
 func (g *Gateway) serveDemoSlot(w http.ResponseWriter, r *http.Request) {
 	d := g.cfg.Demo
 	if r.Method != http.MethodPost {
@@ -79,12 +95,8 @@ func (g *Gateway) serveDemoSlot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this gateway does not mint slots: paste a slot URL", http.StatusForbidden)
 		return
 	}
-	if !loopbackPeer(r.RemoteAddr) {
-		http.Error(w, "slots are minted for loopback clients only", http.StatusForbidden)
-		return
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
-		http.Error(w, "cross-origin request refused", http.StatusForbidden)
+	if reason := demoMintRefusal(r, d.ListenAddr); reason != "" {
+		http.Error(w, reason, http.StatusForbidden)
 		return
 	}
 	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
@@ -118,6 +130,63 @@ func (g *Gateway) serveDemoSlot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(demoSlotResponse{PutURL: slot.PutURL, GetURL: slot.GetURL})
+}
+
+// demoMintRefusal is why a request may not have a demo slot minted, or "".
+func demoMintRefusal(r *http.Request, listenAddr string) string {
+	if !loopbackPeer(r.RemoteAddr) {
+		return "slots are minted for loopback clients only"
+	}
+	for _, name := range forwardingHeaders {
+		if _, ok := r.Header[http.CanonicalHeaderKey(name)]; ok {
+			return "slots are not minted through a proxy (the request has " + name + ")"
+		}
+	}
+	hosts := demoHosts(listenAddr)
+	if len(hosts) == 0 {
+		return "this gateway does not mint slots: its listen address is unknown"
+	}
+	if !slices.Contains(hosts, strings.ToLower(r.Host)) {
+		return "slots are minted only for requests to " + listenAddr + " (Host " + strconv.Quote(r.Host) + ")"
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return "slots are minted only for the demo page (the request has no Origin)"
+	}
+	o, ok := strings.CutPrefix(strings.ToLower(origin), "http://")
+	if !ok || !slices.Contains(hosts, o) {
+		return "cross-origin request refused: slots are minted only for pages from http://" + listenAddr
+	}
+	return ""
+}
+
+// demoHosts are the host[:port] forms, in lower case, that name the listen
+// address addr in Host and Origin: addr itself, localhost:port for a
+// loopback address and the loopback addresses for localhost, each without
+// the port too for port 80.
+func demoHosts(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" || port == "" || port == "0" {
+		return nil
+	}
+	host = strings.ToLower(host)
+	names := []string{host}
+	if host == "localhost" {
+		names = append(names, "127.0.0.1", "::1")
+	} else if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsLoopback() {
+		names = append(names, "localhost")
+	}
+	var out []string
+	for _, n := range names {
+		out = append(out, net.JoinHostPort(n, port))
+		if port == "80" {
+			if strings.Contains(n, ":") {
+				n = "[" + n + "]"
+			}
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func loopbackPeer(remoteAddr string) bool {

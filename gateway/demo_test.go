@@ -3,9 +3,13 @@ package gateway
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +19,27 @@ import (
 
 func withDemo(secret string) gwOption {
 	return func(c *Config) { c.Demo = &DemoConfig{Files: web.Files(), MintSecret: secret} }
+}
+
+// newDemoGateway is a test gateway with the demo pages that mints slots with
+// secret, served on a loopback address it knows as its listen address.
+func newDemoGateway(t *testing.T, secret string, opts ...gwOption) *testGateway {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, func(c *Config) {
+		c.Demo = &DemoConfig{Files: web.Files(), MintSecret: secret, ListenAddr: ln.Addr().String()}
+	})
+	tg := newTestGateway(t, opts...)
+	srv := httptest.NewUnstartedServer(tg.gw.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tg.srv = srv
+	return tg
 }
 
 func demoGet(t *testing.T, u string) (*http.Response, string) {
@@ -122,7 +147,7 @@ func TestDemoPages(t *testing.T) {
 }
 
 func TestDemoMintSlot(t *testing.T) {
-	tg := newTestGateway(t, withDemo(testSecret))
+	tg := newDemoGateway(t, testSecret)
 	resp, s := mintDemoSlot(t, tg, tg.srv.URL, `{"name":"hello.txt","size":5}`)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /demo/slot: %d", resp.StatusCode)
@@ -146,7 +171,7 @@ func TestDemoMintSlot(t *testing.T) {
 	if resp, _ := mintDemoSlot(t, tg, "http://evil.example", `{"name":"a.txt","size":1}`); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("POST /demo/slot from another origin: %d; want 403", resp.StatusCode)
 	}
-	if resp, _ := mintDemoSlot(t, tg, "", `{"name":"a/b","size":1}`); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := mintDemoSlot(t, tg, tg.srv.URL, `{"name":"a/b","size":1}`); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("POST /demo/slot with a bad name: %d; want 400", resp.StatusCode)
 	}
 	if resp, _ := demoGet(t, tg.srv.URL+"/demo/slot"); resp.StatusCode != http.StatusMethodNotAllowed {
@@ -160,6 +185,98 @@ func TestDemoMintSlot(t *testing.T) {
 	tg.gw.Handler().ServeHTTP(w, r)
 	if w.Code != http.StatusForbidden {
 		t.Errorf("POST /demo/slot from 192.0.2.7: %d; want 403", w.Code)
+	}
+}
+
+// Slots are minted only for a browser on this machine that loaded the demo
+// from the gateway's own address: not through a proxy (even a trusted one on
+// loopback), not for another name of the address (DNS rebinding), not without
+// an Origin.
+func TestDemoMintRefusals(t *testing.T) {
+	tg := newDemoGateway(t, testSecret, func(c *Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
+	u, err := url.Parse(tg.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := u.Port()
+	body := `{"name":"a.txt","size":1}`
+	for _, c := range []struct {
+		name   string
+		host   string // empty: the listen address
+		header map[string]string
+		want   int
+		reason string
+	}{
+		{name: "same origin", header: map[string]string{"Origin": tg.srv.URL}, want: http.StatusOK},
+		{name: "localhost", host: "localhost:" + port, header: map[string]string{"Origin": "http://localhost:" + port}, want: http.StatusOK},
+		{name: "page from localhost", header: map[string]string{"Origin": "http://localhost:" + port}, want: http.StatusOK},
+		{name: "X-Forwarded-For", header: map[string]string{"Origin": tg.srv.URL, "X-Forwarded-For": "203.0.113.9"}, want: http.StatusForbidden, reason: "X-Forwarded-For"},
+		{name: "X-Real-IP", header: map[string]string{"Origin": tg.srv.URL, "X-Real-IP": "203.0.113.9"}, want: http.StatusForbidden, reason: "X-Real-IP"},
+		{name: "Forwarded", header: map[string]string{"Origin": tg.srv.URL, "Forwarded": "for=203.0.113.9"}, want: http.StatusForbidden, reason: "Forwarded"},
+		{name: "X-Forwarded-Host", header: map[string]string{"Origin": tg.srv.URL, "X-Forwarded-Host": "evil.example"}, want: http.StatusForbidden, reason: "X-Forwarded-Host"},
+		{name: "empty X-Forwarded-For", header: map[string]string{"Origin": tg.srv.URL, "X-Forwarded-For": ""}, want: http.StatusForbidden, reason: "X-Forwarded-For"},
+		{name: "DNS rebinding", host: "evil.example:" + port, header: map[string]string{"Origin": "http://evil.example:" + port}, want: http.StatusForbidden, reason: "Host"},
+		{name: "other port", host: "127.0.0.1:1", header: map[string]string{"Origin": "http://127.0.0.1:1"}, want: http.StatusForbidden, reason: "Host"},
+		{name: "other origin", header: map[string]string{"Origin": "http://evil.example:" + port}, want: http.StatusForbidden, reason: "cross-origin"},
+		{name: "https origin", header: map[string]string{"Origin": "https://127.0.0.1:" + port}, want: http.StatusForbidden, reason: "cross-origin"},
+		{name: "null origin", header: map[string]string{"Origin": "null"}, want: http.StatusForbidden, reason: "cross-origin"},
+		{name: "no origin", want: http.StatusForbidden, reason: "Origin"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, tg.srv.URL+"/demo/slot", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			for k, v := range c.header {
+				req.Header[http.CanonicalHeaderKey(k)] = []string{v}
+			}
+			if c.host != "" {
+				req.Host = c.host
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			msg, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != c.want {
+				t.Fatalf("POST /demo/slot: %d %s; want %d", resp.StatusCode, msg, c.want)
+			}
+			if c.want == http.StatusOK && !strings.Contains(string(msg), `"putURL"`) {
+				t.Fatalf("POST /demo/slot: %s; want a slot", msg)
+			}
+			if c.reason != "" && !strings.Contains(string(msg), c.reason) {
+				t.Errorf("refusal %q does not say %q", msg, c.reason)
+			}
+		})
+	}
+}
+
+// Without a known listen address nothing is minted.
+func TestDemoMintNeedsListenAddr(t *testing.T) {
+	tg := newTestGateway(t, withDemo(testSecret))
+	if resp, _ := mintDemoSlot(t, tg, tg.srv.URL, `{"name":"a.txt","size":1}`); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("POST /demo/slot without a listen address: %d; want 403", resp.StatusCode)
+	}
+}
+
+func TestDemoHosts(t *testing.T) {
+	for addr, want := range map[string][]string{
+		"127.0.0.1:8080": {"127.0.0.1:8080", "localhost:8080"},
+		"[::1]:8080":     {"[::1]:8080", "localhost:8080"},
+		"localhost:8080": {"localhost:8080", "127.0.0.1:8080", "[::1]:8080"},
+		"127.0.0.1:80":   {"127.0.0.1:80", "127.0.0.1", "localhost:80", "localhost"},
+		"192.0.2.1:8080": {"192.0.2.1:8080"},
+		"127.0.0.1:0":    nil,
+		":8080":          nil,
+		"bad":            nil,
+	} {
+		if got := demoHosts(addr); !slices.Equal(got, want) {
+			t.Errorf("demoHosts(%q) = %q; want %q", addr, got, want)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"os"
 	"strconv"
@@ -63,6 +64,8 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, sp slotP
 	h.Set("Cache-Control", "public, max-age=86400")
 	h.Set("ETag", etag(id, info.Size))
 
+	// A flood of small or overlapping ranges is answered with the whole file.
+	r = limitRanges(r, info.Size)
 	if g.cfg.Storage.ServesContent() {
 		// Object storage answers Range and conditional requests itself and
 		// streams the object without the gateway buffering it.
@@ -94,6 +97,95 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, sp slotP
 		return
 	}
 	_, _ = io.Copy(w, rc)
+}
+
+// maxRanges is the most byte ranges a download may ask for in one request
+// (nginx's max_ranges). Each range of a multipart/byteranges answer costs
+// about 100 bytes of part headers, so 1,000 one-byte ranges of a small file
+// would answer many times the file's size.
+const maxRanges = 16
+
+// limitRanges returns r without its Range (and If-Range) header when the
+// ranges asked for are more than maxRanges, overlap or are out of order: such
+// a request is answered 200 with the whole file, never more than the file
+// plus the part headers of at most maxRanges parts. Any other request is
+// returned as it is; a malformed Range is left to the server, which refuses
+// it as before.
+func limitRanges(r *http.Request, size int64) *http.Request {
+	rh := r.Header.Get("Range")
+	if rh == "" || acceptableRanges(rh, size) {
+		return r
+	}
+	r = r.Clone(r.Context())
+	r.Header.Del("Range")
+	r.Header.Del("If-Range")
+	return r
+}
+
+// acceptableRanges reports whether a Range header asks for at most maxRanges
+// ranges which, where the file of size bytes holds them, come in ascending
+// order without overlapping. A header that does not parse is acceptable here.
+func acceptableRanges(header string, size int64) bool {
+	spec, ok := strings.CutPrefix(header, "bytes=")
+	if !ok {
+		return true
+	}
+	specs := strings.Split(spec, ",")
+	if len(specs) > maxRanges {
+		return false
+	}
+	prevEnd := int64(-1)
+	for _, rs := range specs {
+		rs = textproto.TrimString(rs)
+		if rs == "" {
+			continue
+		}
+		start, end, ok := resolveRange(rs, size)
+		if !ok {
+			return true
+		}
+		if start >= size {
+			continue // unsatisfiable: not served
+		}
+		if start <= prevEnd {
+			return false
+		}
+		prevEnd = end
+	}
+	return true
+}
+
+// resolveRange is the first and last byte of a file of size bytes that one
+// range ("a-b", "a-" or "-n") names; ok is false when it does not parse. The
+// first byte is size or more when the file does not hold the range.
+func resolveRange(rs string, size int64) (start, end int64, ok bool) {
+	first, last, found := strings.Cut(rs, "-")
+	if !found {
+		return 0, 0, false
+	}
+	first, last = textproto.TrimString(first), textproto.TrimString(last)
+	if first == "" {
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			return 0, 0, false
+		}
+		if n == 0 {
+			return size, size, true
+		}
+		return max(size-n, 0), size - 1, true
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || start < 0 {
+		return 0, 0, false
+	}
+	if last == "" {
+		return start, size - 1, true
+	}
+	end, err = strconv.ParseInt(last, 10, 64)
+	if err != nil || end < start {
+		return 0, 0, false
+	}
+	return start, min(end, size-1), true
 }
 
 // downloadType is the Content-Type and Content-Disposition of a file.

@@ -265,17 +265,26 @@ func (g *Gateway) serveHealth(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
+// serveReady answers /readyz: 200 when the storage and the session store
+// answer, else 503 naming which does not. The answer is public (probes,
+// anyone who reaches the port), so it never carries an error's text, which
+// may name paths, hosts or credentials of a URL; the errors are logged.
 func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
+	// One budget of 3 s for both checks, which run one after the other on
+	// the same context: a storage check that hangs leaves the session store
+	// check the rest, and the probe is answered within 3 s in all.
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	var problems []string
 	if err := g.cfg.Storage.Ping(ctx); err != nil {
-		problems = append(problems, "storage: "+err.Error())
+		g.log.WarnContext(ctx, "readiness check: storage unavailable", "error", err)
+		problems = append(problems, "storage: unavailable")
 	}
 	if err := g.cfg.Sessions.Ping(ctx); err != nil {
-		problems = append(problems, "session store: "+err.Error())
+		g.log.WarnContext(ctx, "readiness check: session store unavailable", "error", err)
+		problems = append(problems, "session store: unavailable")
 	}
 	if len(problems) > 0 {
 		w.Header().Set("Retry-After", "5")

@@ -96,7 +96,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.LockTimeout, "lock-timeout", 20*time.Second, "how long a request waits for an upload that another request holds before it is answered busy (423 Locked)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&c.DemoUI, "demo-ui", false, "serve the demo upload pages under /demo/; on a loopback --listen they also mint slots for loopback clients")
+	fs.BoolVar(&c.DemoUI, "demo-ui", false, "serve the demo upload pages under /demo/; on a loopback --listen they also mint slots for a browser on this machine that opened them at the listen address")
 	return fs
 }
 
@@ -333,9 +333,16 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	gcfg.IDKey = idKey
 	gcfg.Logger = log
 	gcfg.Registry = reg
-	gcfg.Demo = demoConfig(c, secrets)
+	// Listen before the gateway is made: the demo UI checks requests
+	// against the address listened on, its port resolved.
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	gcfg.Demo = demoConfig(c, secrets, ln.Addr().String())
 	gw, err := gateway.New(gcfg)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 
@@ -344,19 +351,22 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	srv := &http.Server{
 		Handler:           gw.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		BaseContext:       func(net.Listener) context.Context { return base },
-		ErrorLog:          slog.NewLogLogger(h, slog.LevelWarn),
+		// ReadTimeout bounds reading a request from its start. tusd moves the
+		// read deadline --network-timeout ahead at the start of each request
+		// it handles and after every read of a body, so an upload that keeps
+		// sending is not cut; a request that stalls (or a body nobody reads,
+		// which net/http would wait for to reuse the connection) is.
+		ReadTimeout: c.NetworkTimeout,
+		// No WriteTimeout: a download of a large file may take hours.
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		BaseContext:    func(net.Listener) context.Context { return base },
+		ErrorLog:       slog.NewLogLogger(h, slog.LevelWarn),
 	}
 	// On shutdown, running PATCH and PUT bodies are closed: tusd saves what
 	// arrived and answers 503, so clients resume instead of hanging.
 	srv.RegisterOnShutdown(func() { cancelBase(handler.ErrServerShutdown) })
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.Listen, err)
-	}
 	var metricsSrv *http.Server
 	var metricsLn net.Listener
 	if c.MetricsListen != "" {
@@ -554,14 +564,16 @@ func loadSecrets(c *serveConfig, stdout io.Writer, log *slog.Logger) ([]string, 
 }
 
 // demoConfig is the demo UI's configuration: nil without --demo-ui; minting
-// slots (with the first secret) only when the gateway listens on loopback.
-func demoConfig(c serveConfig, secrets []string) *gateway.DemoConfig {
+// slots (with the first secret) only when the gateway listens on loopback,
+// for requests addressed to listenAddr (the address listened on).
+func demoConfig(c serveConfig, secrets []string, listenAddr string) *gateway.DemoConfig {
 	if !c.DemoUI {
 		return nil
 	}
 	d := &gateway.DemoConfig{Files: web.Files()}
 	if gateway.LoopbackListen(c.Listen) {
 		d.MintSecret = secrets[0]
+		d.ListenAddr = listenAddr
 	}
 	return d
 }

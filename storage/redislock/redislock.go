@@ -235,11 +235,6 @@ func New(client redis.UniversalClient, opts Options) (*Locker, error) {
 	return l, nil
 }
 
-// UseIn sets l as the composer's locker.
-func (l *Locker) UseIn(composer *handler.StoreComposer) {
-	composer.UseLocker(l)
-}
-
 // Close stops the subscriber and the renewals, and waits for them. Locks
 // still held are asked to be released (their requestRelease is called) but
 // their keys are not deleted by Close: their Unlock deletes them if the
