@@ -83,13 +83,13 @@ const headGrace = 50 * time.Millisecond
 
 // Gateway is the HTTP front of uploadgate.
 type Gateway struct {
-	cfg    Config
-	log    *slog.Logger
+	cfg Config
+	log *slog.Logger
 	// tus is the one adapter through which every door calls tusd. Its Head
 	// handler answers HEADs: tusd keeps a goroutine and the request alive
 	// for GracefulRequestCompletionTimeout after every request, which a read
 	// does not need (see headGrace).
-	tus upload.Handlers
+	tus      upload.Handlers
 	cors     cors
 	metrics  *metrics
 	limiter  *failureLimiter
