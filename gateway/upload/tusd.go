@@ -87,8 +87,8 @@ type Call struct {
 	// Drop names client headers that a forwarded request does not pass on.
 	Drop   []string
 	Header map[string]string
-	Body    io.Reader
-	Length  int64
+	Body   io.Reader
+	Length int64
 	// Ctx replaces the request's context (e.g. to carry a checked creation
 	// to the pre-create hook); nil keeps it.
 	Ctx context.Context
