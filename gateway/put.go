@@ -91,17 +91,12 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		g.writeRefusal(w, r, refuse(http.StatusBadRequest, "Content-Length does not match Content-Range"))
 		return
 	}
-	id, err := g.slotUploadID(ctx, sp.Path)
+	st, err := g.resolveSlot(ctx, sp.Path)
 	if err != nil {
 		g.writeRefusal(w, r, refusalFor(err))
 		return
 	}
-	info, ierr := g.cfg.Storage.Info(ctx, id)
-	exists := ierr == nil
-	if ierr != nil && !errors.Is(ierr, handler.ErrNotFound) {
-		g.writeRefusal(w, r, refusalFor(ierr))
-		return
-	}
+	id, info, exists := st.id, st.info, st.exists
 
 	// The size the request claims for the whole file.
 	claimed := r.ContentLength
@@ -148,10 +143,11 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		// A full retry right after a cut: the cut request may still be saving
 		// what it received. Let it finish, then look at the upload again.
 		g.settle(ctx, id)
-		if info, ierr = g.cfg.Storage.Info(ctx, id); ierr != nil {
-			g.writeRefusal(w, r, refusalFor(ierr))
+		if info, err = g.cfg.Storage.Info(ctx, id); err != nil {
+			g.writeRefusal(w, r, refusalFor(err))
 			return
 		}
+		st.info = info
 	}
 	if g.cfg.MaxSize > 0 && verifySize > g.cfg.MaxSize {
 		g.writeRefusal(w, r, refuse(http.StatusRequestEntityTooLarge, "larger than the gateway's maximum upload size"))
@@ -163,8 +159,7 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 	}
 
 	addr := clientAddr(r, g.cfg.TrustedProxies)
-	var sess auth.Session
-	var serr error
+	sess, serr := st.sess, st.serr
 	if from := r.Header.Get(resumeFromHeader); from != "" {
 		// A fresh slot continues an upload whose session ended.
 		var rf *refusal
@@ -172,29 +167,19 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 			g.writeRefusal(w, r, rf)
 			return
 		}
-		id, exists = sess.UploadID, true
-	} else {
-		sess, serr = g.cfg.Sessions.Authorize(ctx, id)
+		id, exists, serr = sess.UploadID, true, nil
+		st.id, st.sess, st.serr, st.info, st.exists = id, sess, nil, info, true
 	}
-	if serr != nil && !errors.Is(serr, auth.ErrSessionNotFound) && !errors.Is(serr, auth.ErrSessionExpired) {
-		g.writeRefusal(w, r, refusalFor(serr))
+	if rf := g.admitExpired(doorPut, verr, serr); rf != nil {
+		g.writeRefusal(w, r, rf)
 		return
 	}
-	if expired && serr != nil {
-		g.writeRefusal(w, r, refusalFor(verr))
-		return
-	}
-	if expired {
-		g.metrics.sessionAccepts.WithLabelValues(doorPut).Inc()
-	}
-	if errors.Is(serr, auth.ErrSessionExpired) && exists && !(!info.SizeIsDeferred && info.Offset == info.Size) {
-		// The slot is valid (not expired): it renews its own upload's session.
-		s, rf := g.rebind(ctx, id, slot, addr)
-		if rf != nil {
+	if exists && !st.complete() {
+		if rf := g.renewOwn(ctx, &st, slot, expired, addr); rf != nil {
 			g.writeRefusal(w, r, rf)
 			return
 		}
-		sess, serr = s, nil
+		sess, serr = st.sess, st.serr
 	}
 	if errors.Is(serr, auth.ErrSessionNotFound) && exists {
 		// The upload outlived its session record (e.g. a store restored from
@@ -494,21 +479,23 @@ func (g *Gateway) headAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath
 	// Only a read: the storage may answer from its cache of upload states.
 	r = r.WithContext(storage.ReadOnly(r.Context()))
 	ctx := r.Context()
-	id, info, expired, rf := g.checkSlotOfUpload(r, sp)
+	// No lock: a HEAD never cuts a running upload. Should a request of a dead
+	// connection still be saving, the offset may be a little behind; the
+	// client's Content-Range PUT then gets 409 with the exact offset.
+	st, rf, verr := g.checkSlotOfUpload(r, sp)
 	if rf != nil {
 		g.writeRefusal(w, r, rf)
 		return
 	}
-	// No lock: a HEAD never cuts a running upload. Should a request of a dead
-	// connection still be saving, the offset may be a little behind; the
-	// client's Content-Range PUT then gets 409 with the exact offset.
-	sess, serr := g.cfg.Sessions.AuthorizeRead(ctx, id)
+	sess, serr, info := st.sess, st.serr, st.info
+	expired := verr != nil
 	if serr != nil && (expired || !errors.Is(serr, auth.ErrSessionNotFound)) {
 		g.writeRefusal(w, r, refusalFor(serr))
 		return
 	}
-	if expired {
-		g.metrics.sessionAccepts.WithLabelValues(doorPut).Inc()
+	if rf := g.admitExpired(doorPut, verr, serr); rf != nil {
+		g.writeRefusal(w, r, rf)
+		return
 	}
 	h := w.Header()
 	h.Set("Tus-Resumable", tusVersion)
@@ -540,23 +527,23 @@ func (g *Gateway) settle(ctx context.Context, id string) {
 	}
 }
 
-// checkSlotOfUpload checks the slot of a bodiless request (HEAD, tus PATCH)
-// on a slot whose upload exists, against that upload's size and type. An
-// expired slot passes with expired set: its session decides.
-func (g *Gateway) checkSlotOfUpload(r *http.Request, sp slotPath) (id string, info handler.FileInfo, expired bool, rf *refusal) {
-	ctx := r.Context()
-	id, err := g.slotUploadID(ctx, sp.Path)
+// checkSlotOfUpload resolves the slot of a bodiless request (HEAD, tus PATCH)
+// on a slot whose upload exists, and checks the slot against that upload's
+// size and type. An expired slot passes with verr set (wrapping
+// auth.ErrSlotExpired): its session decides.
+func (g *Gateway) checkSlotOfUpload(r *http.Request, sp slotPath) (st slotState, rf *refusal, verr error) {
+	st, err := g.resolveSlot(r.Context(), sp.Path)
 	if err != nil {
-		return "", info, false, refusalFor(err)
+		return st, refusalFor(err), nil
 	}
-	if info, err = g.cfg.Storage.Info(ctx, id); err != nil {
-		return "", info, false, refusalFor(err)
+	if !st.exists {
+		return st, refusalFor(handler.ErrNotFound), nil
 	}
-	_, verr := g.checkSlot(r, g.slotRequestForUpload(r, sp, info))
+	_, verr = g.checkSlot(r, g.slotRequestForUpload(r, sp, st.info))
 	if verr != nil && !errors.Is(verr, auth.ErrSlotExpired) {
-		return "", info, false, refusalFor(verr)
+		return st, refusalFor(verr), nil
 	}
-	return id, info, verr != nil, nil
+	return st, nil, verr
 }
 
 // slotRequestForUpload is the slot request of a bodiless request (HEAD, the
@@ -575,19 +562,18 @@ func (g *Gateway) slotRequestForUpload(r *http.Request, sp slotPath, info handle
 // patchAtSlot is a tus PATCH sent to the slot URL itself (the slot URL is a
 // tus resource): checked like a HEAD, then passed to tusd.
 func (g *Gateway) patchAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
-	ctx := r.Context()
-	id, _, expired, rf := g.checkSlotOfUpload(r, sp)
+	st, rf, verr := g.checkSlotOfUpload(r, sp)
 	if rf != nil {
 		g.writeRefusal(w, r, rf)
 		return
 	}
-	sess, err := g.cfg.Sessions.Authorize(ctx, id)
-	if err != nil {
-		g.writeRefusal(w, r, refusalFor(err))
+	if st.serr != nil {
+		g.writeRefusal(w, r, refusalFor(st.serr))
 		return
 	}
-	if expired {
-		g.metrics.sessionAccepts.WithLabelValues(doorPut).Inc()
+	if rf := g.admitExpired(doorPut, verr, nil); rf != nil {
+		g.writeRefusal(w, r, rf)
+		return
 	}
-	g.serveTusd(w, r, id, &sess)
+	g.serveTusd(w, r, st.id, &st.sess)
 }

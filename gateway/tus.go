@@ -181,51 +181,39 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 		upload.BodyOf(r).Bound(slot.Size)
 	}
 
-	id, lerr := g.slotUploadID(ctx, sp.Path)
+	st, lerr := g.resolveSlot(ctx, sp.Path)
 	if lerr != nil {
 		g.writeRefusal(w, r, refusalFor(lerr))
 		return
 	}
-	sess, serr := g.cfg.Sessions.Authorize(ctx, id)
-	if errors.Is(serr, auth.ErrSessionExpired) && !expired {
-		// The session ended but the slot itself is still valid (v1 and v2
-		// slots never expire): it renews the session of its own upload.
-		s, rf := g.rebind(ctx, id, slot, addr)
-		if rf != nil {
-			g.writeRefusal(w, r, rf)
-			return
-		}
-		sess, serr = s, nil
+	// The session ended but the slot itself is still valid: it renews the
+	// session of its own upload.
+	if rf := g.renewOwn(ctx, &st, slot, expired, addr); rf != nil {
+		g.writeRefusal(w, r, rf)
+		return
+	}
+	if rf := g.admitExpired(doorTus, err, st.serr); rf != nil {
+		// An expired slot only reaches an upload that a live session holds.
+		g.writeRefusal(w, r, rf)
+		return
 	}
 	switch {
-	case serr == nil:
-		// The slot's upload exists or is being created: converge on it.
-		if expired {
-			g.metrics.sessionAccepts.WithLabelValues(doorTus).Inc()
-		}
-		info, ierr := g.cfg.Storage.Info(ctx, id)
-		if ierr == nil {
-			if size >= 0 && !info.SizeIsDeferred && info.Size != size {
-				g.writeRefusal(w, r, refuse(http.StatusConflict, "the upload of this slot has another length"))
-				return
-			}
-			g.answerExisting(w, r, sess, info, addr)
+	case st.serr == nil && st.exists:
+		// The slot's upload exists: converge on it.
+		if size >= 0 && !st.info.SizeIsDeferred && st.info.Size != size {
+			g.writeRefusal(w, r, refuse(http.StatusConflict, "the upload of this slot has another length"))
 			return
 		}
-		if !errors.Is(ierr, handler.ErrNotFound) {
-			g.writeRefusal(w, r, refusalFor(ierr))
-			return
-		}
-	case errors.Is(serr, auth.ErrSessionNotFound):
+		g.answerExisting(w, r, st.sess, st.info, addr)
+		return
+	case st.serr == nil, errors.Is(st.serr, auth.ErrSessionNotFound):
+		// Not stored yet (or being created): tusd creates it; a creation that
+		// lost the race gets 409 and its retry converges.
 	default:
-		g.writeRefusal(w, r, refusalFor(serr))
+		g.writeRefusal(w, r, refusalFor(st.serr))
 		return
 	}
-	if expired {
-		// An expired slot only reaches an upload that a live session holds.
-		g.writeRefusal(w, r, refusalFor(err))
-		return
-	}
+	id := st.id
 	g.passCreation(w, r, &creation{slot: slot, uploadID: id, kind: kind, addr: addr})
 }
 
