@@ -200,14 +200,7 @@ func New(cfg Config) (*Gateway, error) {
 func (g *Gateway) Handler() http.Handler {
 	metrics := promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{Registry: g.registry})
 	return g.observe(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// tusd honours X-HTTP-Method-Override on POST; resolve it here, once,
-		// so that every check below sees the method tusd will act on.
-		if m := r.Header.Get("X-HTTP-Method-Override"); m != "" {
-			if r.Method == http.MethodPost {
-				r.Method = strings.ToUpper(m)
-			}
-			r.Header.Del("X-HTTP-Method-Override")
-		}
+		// The method is resolved (X-HTTP-Method-Override) by observe.
 		if r.Body != nil && r.Body != http.NoBody {
 			// Every read of a request body obeys the network timeout, and
 			// the doors bound it by what the request may store (body.go).

@@ -209,7 +209,8 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		// tusd logs the header as its requestId: give it the checked one.
 		r.Header.Set("X-Request-ID", rid)
 		w.Header().Set("X-Request-ID", rid)
-		method := methodLabel(effectiveMethod(r))
+		resolveMethod(r)
+		method := methodLabel(r.Method)
 		door := g.doorOf(r, method)
 		ri := &reqInfo{requestID: rid, door: door, method: method, active: g.active,
 			transfer: (door == doorPut && method == http.MethodPut) || (door == doorTus && (method == http.MethodPatch || method == http.MethodPost))}
@@ -307,12 +308,17 @@ func (g *Gateway) trackResume(ri *reqInfo, r *http.Request, ow *obsWriter, statu
 	}
 }
 
-// effectiveMethod is the method tusd acts on (X-HTTP-Method-Override on POST).
-func effectiveMethod(r *http.Request) string {
-	if m := r.Header.Get("X-HTTP-Method-Override"); m != "" && r.Method == http.MethodPost {
-		return strings.ToUpper(m)
+// resolveMethod gives r the method tusd acts on, once, before anything else
+// looks at the request: tusd honours X-HTTP-Method-Override on POST, so every
+// check and the request log must see that method. The header is removed, so
+// that nothing resolves it again.
+func resolveMethod(r *http.Request) {
+	if m := r.Header.Get("X-HTTP-Method-Override"); m != "" {
+		if r.Method == http.MethodPost {
+			r.Method = strings.ToUpper(m)
+		}
+		r.Header.Del("X-HTTP-Method-Override")
 	}
-	return r.Method
 }
 
 // doorOf tells which door a request uses.
