@@ -10,12 +10,10 @@ import (
 // uploadIDDomain separates the upload-ID derivation from any other use of the ID key.
 const uploadIDDomain = "uploadgate/upload-id/v1\x00"
 
-// Upload ID shape: 128 bits as lower-case unpadded base32, optionally followed
-// by "+" and a storage suffix (tusd's s3store appends "+<multipart id>").
+// Upload ID shape: 128 bits as lower-case unpadded base32.
 const (
-	uploadIDBytes     = 16
-	uploadIDLen       = 26
-	maxUploadIDSuffix = 200
+	uploadIDBytes = 16
+	uploadIDLen   = 26
 )
 
 // DeriveUploadID returns the upload ID of a slot: the first 128 bits of
@@ -38,40 +36,20 @@ func NewRandomUploadID() (string, error) {
 }
 
 // ValidUploadID reports whether id is an upload ID that uploadgate issues:
-// exactly 26 characters of [a-z2-7], optionally followed by "+" and 1 to 200
-// characters of [A-Za-z0-9._~-] without "..". Nothing else: no "/", "%",
-// NUL or upper-case base, so an ID is always one safe path segment.
+// exactly 26 characters of [a-z2-7]. Nothing else: no "/", "%", "+", NUL or
+// upper-case base, so an ID is always one safe path segment. (The S3 storage
+// keeps s3store's longer object names to itself.)
 func ValidUploadID(id string) bool {
-	base, suffix, hasSuffix := strings.Cut(id, "+")
-	if len(base) != uploadIDLen {
+	if len(id) != uploadIDLen {
 		return false
 	}
-	for i := 0; i < len(base); i++ {
-		c := base[i]
+	for i := 0; i < len(id); i++ {
+		c := id[i]
 		if !('a' <= c && c <= 'z' || '2' <= c && c <= '7') {
 			return false
 		}
 	}
-	if !hasSuffix {
-		return true
-	}
-	if len(suffix) == 0 || len(suffix) > maxUploadIDSuffix || strings.Contains(suffix, "..") {
-		return false
-	}
-	for i := 0; i < len(suffix); i++ {
-		c := suffix[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '~' || c == '-') {
-			return false
-		}
-	}
 	return true
-}
-
-// BaseUploadID returns the part of an upload ID before "+" (the whole ID when
-// there is none); sessions are keyed by it.
-func BaseUploadID(id string) string {
-	base, _, _ := strings.Cut(id, "+")
-	return base
 }
 
 // encodeUploadID is lower-case base32 without padding.

@@ -111,8 +111,6 @@ var errNoWrite = errors.New("nothing to write")
 // completion and re-binds uploads to fresh slots. Sessions never see a slot
 // signature again after Open, so rotating slot secrets does not affect them.
 //
-// Every method takes an upload ID in the form the gateway received it: an
-// optional "+…" storage suffix is dropped (sessions are keyed by BaseUploadID).
 // A Sessions is safe for concurrent use.
 type Sessions struct {
 	store Store
@@ -143,7 +141,7 @@ func (m *Sessions) Policy() Policy { return m.p }
 // returns that upload's session (created=false): the caller must use the
 // returned session's UploadID, not the one it passed.
 func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Kind, addr string) (Session, bool, error) {
-	id := BaseUploadID(uploadID)
+	id := uploadID
 	switch {
 	case !ValidUploadID(id):
 		return Session{}, false, errors.New("open session: invalid upload id")
@@ -185,7 +183,7 @@ func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Ki
 		LastAddr:      addr,
 	}
 	s.SweepAt = m.incompleteSweepAt(s)
-	defer m.reads.drop(BaseUploadID(s.UploadID))
+	defer m.reads.drop(s.UploadID)
 	stored, created, err := m.store.Create(ctx, s)
 	if err != nil {
 		return Session{}, false, fmt.Errorf("open upload session: %w", err)
@@ -216,7 +214,7 @@ func (m *Sessions) reboundTo(ctx context.Context, slotKey, id string) (Session, 
 // Authorize returns the session of uploadID if it is live. Otherwise it fails
 // with ErrSessionNotFound, or returns the session with ErrSessionExpired.
 func (m *Sessions) Authorize(ctx context.Context, uploadID string) (Session, error) {
-	s, err := m.store.Get(ctx, BaseUploadID(uploadID))
+	s, err := m.store.Get(ctx, uploadID)
 	if err != nil {
 		return Session{}, fmt.Errorf("authorize upload: %w", err)
 	}
@@ -239,7 +237,7 @@ const readTTL = time.Second
 // shared session store one read per second per instance instead of one per
 // request.
 func (m *Sessions) AuthorizeRead(ctx context.Context, uploadID string) (Session, error) {
-	id := BaseUploadID(uploadID)
+	id := uploadID
 	now := m.now()
 	s, ok, gen := m.reads.get(id, now)
 	if ok && s.Live(now.Add(readTTL)) {
@@ -340,8 +338,8 @@ func (m *Sessions) Touch(ctx context.Context, s Session, addr string) (Session, 
 		changed bool
 		expired bool
 	)
-	defer m.reads.drop(BaseUploadID(s.UploadID))
-	out, err := m.store.Update(ctx, BaseUploadID(s.UploadID), func(p *Session) error {
+	defer m.reads.drop(s.UploadID)
+	out, err := m.store.Update(ctx, s.UploadID, func(p *Session) error {
 		cur, changed, expired = *p, false, false
 		if !p.Live(now) {
 			expired = true
@@ -404,8 +402,8 @@ func addrChanged(s Session, addr string) bool {
 func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, error) {
 	now := m.now()
 	var cur Session
-	defer m.reads.drop(BaseUploadID(uploadID))
-	out, err := m.store.Update(ctx, BaseUploadID(uploadID), func(p *Session) error {
+	defer m.reads.drop(uploadID)
+	out, err := m.store.Update(ctx, uploadID, func(p *Session) error {
 		cur = *p
 		if p.Complete {
 			return errNoWrite
@@ -460,8 +458,8 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 	now := m.now()
 	key := SlotKey(slot.Path)
 	var cur Session
-	defer m.reads.drop(BaseUploadID(uploadID))
-	out, err := m.store.Rebind(ctx, BaseUploadID(uploadID), key, func(p *Session) error {
+	defer m.reads.drop(uploadID)
+	out, err := m.store.Rebind(ctx, uploadID, key, func(p *Session) error {
 		cur = *p
 		if p.Kind != KindWhole {
 			return fmt.Errorf("a partial upload is not re-bound: %w", ErrRebindMismatch)
@@ -545,8 +543,8 @@ func (m *Sessions) Due(ctx context.Context, limit int) ([]Session, error) {
 
 // Forget deletes the session of an upload and its slot mappings (idempotent).
 func (m *Sessions) Forget(ctx context.Context, uploadID string) error {
-	defer m.reads.drop(BaseUploadID(uploadID))
-	if err := m.store.Delete(ctx, BaseUploadID(uploadID)); err != nil {
+	defer m.reads.drop(uploadID)
+	if err := m.store.Delete(ctx, uploadID); err != nil {
 		return fmt.Errorf("forget upload session: %w", err)
 	}
 	return nil

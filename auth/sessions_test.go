@@ -405,15 +405,6 @@ func TestAuthorizeNotFound(t *testing.T) {
 	}
 }
 
-func TestAuthorizeStorageSuffix(t *testing.T) {
-	e := newSessEnv(t, auth.DefaultPolicy())
-	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "")
-	got, err := e.m.Authorize(context.Background(), s.UploadID+"+2~multipart.id")
-	if err != nil || got.UploadID != s.UploadID {
-		t.Fatalf("Authorize with an s3 suffix = %q, %v", got.UploadID, err)
-	}
-}
-
 func TestTouchSlides(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 25 * time.Hour, TouchInterval: time.Minute, Retention: time.Hour})

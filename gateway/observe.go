@@ -60,7 +60,6 @@ func noteUpload(ctx context.Context, id string) string {
 }
 
 func (ri *reqInfo) setUpload(id string) {
-	id = auth.BaseUploadID(id)
 	ri.mu.Lock()
 	defer ri.mu.Unlock()
 	if ri.upload == id {

@@ -342,7 +342,7 @@ func (g *Gateway) checkPartials(ctx context.Context, concat string, sp slotPath)
 		if !auth.ValidUploadID(id) || id != rest {
 			return 0, refuse(http.StatusBadRequest, "invalid upload in Upload-Concat header")
 		}
-		sess, err := g.cfg.Sessions.Authorize(ctx, auth.BaseUploadID(id))
+		sess, err := g.cfg.Sessions.Authorize(ctx, id)
 		if err != nil {
 			if errors.Is(err, auth.ErrSessionNotFound) || errors.Is(err, auth.ErrSessionExpired) {
 				return 0, refuse(http.StatusForbidden, "a partial upload is not part of this slot")
@@ -439,7 +439,7 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 // response leaves. A failure is logged: the bytes are complete either way.
 func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
 	g.countCompleted(ev.Context, ev.Upload)
-	if _, err := g.cfg.Sessions.Complete(ev.Context, auth.BaseUploadID(ev.Upload.ID)); err != nil && !errors.Is(err, auth.ErrSessionNotFound) {
+	if _, err := g.cfg.Sessions.Complete(ev.Context, ev.Upload.ID); err != nil && !errors.Is(err, auth.ErrSessionNotFound) {
 		g.log.WarnContext(ev.Context, "mark session complete", "upload", logID(ev.Upload.ID), "error", err)
 	}
 	return handler.HTTPResponse{}, nil
@@ -474,7 +474,7 @@ func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			authorize = g.cfg.Sessions.AuthorizeRead
 		}
-		sess, err := authorize(r.Context(), auth.BaseUploadID(id))
+		sess, err := authorize(r.Context(), id)
 		if err != nil {
 			rf := refusalFor(err)
 			if r.Method == http.MethodHead && rf.status == http.StatusServiceUnavailable {
