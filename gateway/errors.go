@@ -142,3 +142,5 @@ func (g *Gateway) finish(w http.ResponseWriter, r *http.Request, status int) (in
 	}
 	return status, ""
 }
+
+func success(status int) bool { return status >= 200 && status < 300 }
