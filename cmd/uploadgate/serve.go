@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
 	"github.com/uploadgate/uploadgate/storage/redislock"
@@ -282,7 +284,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if c.RedisURL != "" {
 		client, _ := newRedisClient(c.RedisURL)
 		defer client.Close()
-		rs := auth.NewRedisStore(client, auth.RedisOptions{})
+		rs := redisstore.New(client, redisstore.Options{})
 		defer rs.Close()
 		sessStore = rs
 		rl, err := redislock.New(client, redislock.Options{Logger: log})
@@ -299,7 +301,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}
-		bs, err := auth.OpenBoltStore(path)
+		bs, err := boltstore.Open(path)
 		if err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}
