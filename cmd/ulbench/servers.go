@@ -106,7 +106,7 @@ func serveTusd(args []string) error {
 	h, err := handler.NewHandler(handler.Config{
 		BasePath:       "/files/",
 		StoreComposer:  composer,
-		NetworkTimeout: 60 * time.Second,
+		NetworkTimeout: gateway.DefaultNetworkTimeout, // as uploadgate's
 		Logger:         tusdCommandLogger(os.Stdout),
 	})
 	if err != nil {
@@ -203,7 +203,7 @@ func serveGateway(args []string) error {
 	secret := fs.String("secret", "", "slot secret")
 	redisURL := fs.String("redis-url", "", "Redis for sessions and locks")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
-	netTimeout := fs.Duration("network-timeout", 60*time.Second, "per-read timeout of request bodies")
+	netTimeout := fs.Duration("network-timeout", gateway.DefaultNetworkTimeout, "per-read timeout of request bodies")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
