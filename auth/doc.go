@@ -10,8 +10,17 @@
 //     that retries and restarts converge on one upload while the public GET URL
 //     reveals nothing about the write URL;
 //   - upload sessions: the long-lived, server-side authorisation that a slot is
-//     bound to at its first valid use, and the Store interface with its
-//     embedded (bbolt), in-memory and Redis implementations.
+//     bound to at its first valid use, the policy of their lifetimes
+//     (Policy, Sessions), and the Store interface that keeps them.
+//
+// It also reads and creates the key files of slot secrets and of the upload
+// ID key.
+//
+// The stores live in packages of their own, so that auth depends on no
+// database: auth/boltstore (a bbolt file, the single-node default),
+// auth/redisstore (Redis, shared by several instances) and auth/memstore (in
+// memory, for tests). auth/sessiontest is the contract suite that every one of
+// them passes.
 //
 // auth must not import the gateway package and does not speak HTTP beyond the
 // plain values (path, query, header strings) that the gateway hands it.

@@ -18,8 +18,12 @@ import (
 // keyFileBytes is the amount of randomness in a generated key (hex-encoded in the file).
 const keyFileBytes = 32
 
-// maxKeyFileSize bounds what LoadOrCreateKeyFile and ReadSecretFile read.
+// maxKeyFileSize bounds what LoadOrCreateKeyFile, ReadKeyFile,
+// ReadSecretFile and ReadSmallFile read.
 const maxKeyFileSize = 64 << 10
+
+// ErrFileTooLarge is returned (wrapped) for a file larger than those bound.
+var ErrFileTooLarge = fmt.Errorf("larger than %d bytes", maxKeyFileSize)
 
 // LoadOrCreateKeyFile returns the key stored at path, creating it first if
 // the file does not exist: 32 random bytes, hex-encoded, written atomically
@@ -82,7 +86,7 @@ func ReadKeyFile(path string) (string, error) {
 // starting with "#" are skipped, surrounding whitespace is trimmed. It is an
 // error if the file holds no secret.
 func ReadSecretFile(path string) ([]string, error) {
-	data, err := readLimited(path)
+	data, err := ReadSmallFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read secret file: %w", err)
 	}
@@ -157,8 +161,9 @@ func readKeyFile(path string, rule keyFileRule) (string, error) {
 	return key, nil
 }
 
-// readLimited reads a whole small file.
-func readLimited(path string) ([]byte, error) {
+// ReadSmallFile reads a whole file of at most 64 KiB; a larger one fails
+// with an error wrapping ErrFileTooLarge.
+func ReadSmallFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -178,7 +183,7 @@ func readSmall(r io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > maxKeyFileSize {
-		return nil, fmt.Errorf("larger than %d bytes", maxKeyFileSize)
+		return nil, ErrFileTooLarge
 	}
 	return data, nil
 }

@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,36 +13,10 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/memstore"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
 )
-
-// fakeClock is an injectable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 3, 4, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
 
 // countingStore counts the writes that reach a Store (Create, Update, Rebind,
 // Delete calls whose fn did not abort them).
@@ -89,31 +62,21 @@ func (c *countingStore) Delete(ctx context.Context, id string) error {
 
 // sessEnv is a manager over a counting in-memory store with a fake clock.
 type sessEnv struct {
-	clock *fakeClock
+	clock *sessiontest.Clock
 	store *countingStore
 	m     *auth.Sessions
 }
 
 func newSessEnv(t *testing.T, p auth.Policy) *sessEnv {
 	t.Helper()
-	mem := auth.NewMemoryStore()
+	mem := memstore.New()
 	t.Cleanup(func() { mem.Close() })
-	e := &sessEnv{clock: newFakeClock(), store: &countingStore{Store: mem}}
+	e := &sessEnv{clock: sessiontest.NewClock(), store: &countingStore{Store: mem}}
 	e.m = auth.NewSessions(e.store, p, e.clock.Now)
 	return e
 }
 
 // testSlot returns a verified v2 slot for path with a signature hash derived from sig.
-func testSlot(path string, size int64, sig string) auth.Slot {
-	return auth.Slot{
-		Protocol:      auth.ProtoV2,
-		Path:          path,
-		Size:          size,
-		Type:          "image/jpeg",
-		SignatureHash: sha256.Sum256([]byte(sig)),
-	}
-}
-
 var sessIDKey = []byte("0123456789abcdef0123456789abcdef")
 
 func (e *sessEnv) open(t *testing.T, slot auth.Slot, addr string) auth.Session {
@@ -163,7 +126,7 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := auth.NewSessions(auth.NewMemoryStore(), tc.in, nil).Policy(); got != tc.want {
+			if got := auth.NewSessions(memstore.New(), tc.in, nil).Policy(); got != tc.want {
 				t.Errorf("Policy() = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -186,7 +149,7 @@ func TestOpenFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSessEnv(t, tc.policy)
 			now := e.clock.Now()
-			slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+			slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig-1")
 			slot.Protocol = auth.ProtoJWT
 			slot.Subject = "alice@example.org"
 			slot.FileExpires = now.Add(30 * 24 * time.Hour)
@@ -229,13 +192,13 @@ func TestOpenFields(t *testing.T) {
 
 func TestOpenRepeated(t *testing.T) {
 	e := newSessEnv(t, auth.DefaultPolicy())
-	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig-1")
 	first := e.open(t, slot, "192.0.2.1")
 	e.clock.Advance(time.Hour)
 	writes := e.store.writes.Load()
 	// Same upload again (a retry, or the loser of a race), even with another
 	// slot signature and address: the first session, unchanged.
-	again, created, err := e.m.Open(context.Background(), testSlot(slot.Path, 4096, "sig-2"), first.UploadID, auth.KindWhole, "198.51.100.9")
+	again, created, err := e.m.Open(context.Background(), sessiontest.Slot(slot.Path, 4096, "sig-2"), first.UploadID, auth.KindWhole, "198.51.100.9")
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -252,7 +215,7 @@ func TestOpenRepeated(t *testing.T) {
 
 func TestOpenConcurrent(t *testing.T) {
 	e := newSessEnv(t, auth.DefaultPolicy())
-	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig-1")
 	id := auth.DeriveUploadID(sessIDKey, slot.Path)
 	const n = 50
 	var (
@@ -289,7 +252,7 @@ func TestOpenConcurrent(t *testing.T) {
 
 func TestOpenRejects(t *testing.T) {
 	e := newSessEnv(t, auth.DefaultPolicy())
-	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig-1")
 	id := auth.DeriveUploadID(sessIDKey, slot.Path)
 	tests := []struct {
 		name string
@@ -318,7 +281,7 @@ func TestOpenRejects(t *testing.T) {
 func TestOpenPartialUploads(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.DefaultPolicy())
-	slot := testSlot("d1/photo.jpg", 4096, "sig-1")
+	slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig-1")
 	var partials []string
 	for range 3 {
 		id, err := auth.NewRandomUploadID()
@@ -346,7 +309,7 @@ func TestOpenPartialUploads(t *testing.T) {
 		t.Fatalf("AuthorizeSlot = %q, %v; want the whole upload", got.UploadID, err)
 	}
 	// A partial upload is not re-bound.
-	if _, err := e.m.Rebind(ctx, partials[0], testSlot("d2/photo.jpg", 4096, "sig-2"), ""); !errors.Is(err, auth.ErrRebindMismatch) {
+	if _, err := e.m.Rebind(ctx, partials[0], sessiontest.Slot("d2/photo.jpg", 4096, "sig-2"), ""); !errors.Is(err, auth.ErrRebindMismatch) {
 		t.Errorf("Rebind of a partial upload: err = %v, want ErrRebindMismatch", err)
 	}
 }
@@ -372,7 +335,7 @@ func TestAuthorizeExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSessEnv(t, p)
 			start := e.clock.Now()
-			s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "")
+			s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "")
 			for _, at := range tc.touches {
 				e.clock.Set(start.Add(at))
 				cur, err := e.m.Authorize(ctx, s.UploadID)
@@ -409,7 +372,7 @@ func TestTouchSlides(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 25 * time.Hour, TouchInterval: time.Minute, Retention: time.Hour})
 	start := e.clock.Now()
-	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "a")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "a")
 	steps := []struct {
 		at       time.Duration
 		wantIdle time.Duration
@@ -447,7 +410,7 @@ func TestTouchThrottle(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{TouchInterval: time.Minute})
 	start := e.clock.Now()
-	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
 	steps := []struct {
 		name        string
 		at          time.Duration
@@ -496,7 +459,7 @@ func TestTouchStaleCopy(t *testing.T) {
 	// the second sees in the store that the first already wrote.
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{TouchInterval: time.Minute})
-	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
 	e.clock.Advance(2 * time.Minute)
 	for i, wantChanged := range []bool{true, false} {
 		before := e.store.writes.Load()
@@ -519,7 +482,7 @@ func TestTouchStaleCopy(t *testing.T) {
 func TestTouchConcurrentAddressChange(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{TouchInterval: time.Minute})
-	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
 	const n = 20
 	var (
 		wg      sync.WaitGroup
@@ -558,7 +521,7 @@ func TestTouchNeverResurrects(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSessEnv(t, auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 25 * time.Hour})
-			s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
+			s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "192.0.2.1")
 			if tc.keepAlive {
 				for range 3 {
 					e.clock.Advance(8 * time.Hour)
@@ -593,7 +556,7 @@ func TestTouchNeverResurrects(t *testing.T) {
 
 func TestComplete(t *testing.T) {
 	ctx := context.Background()
-	fileExpires := newFakeClock().Now().Add(48 * time.Hour)
+	fileExpires := sessiontest.NewClock().Now().Add(48 * time.Hour)
 	tests := []struct {
 		name          string
 		kind          auth.Kind
@@ -610,7 +573,7 @@ func TestComplete(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newSessEnv(t, auth.Policy{FileRetention: tc.fileRetention})
-			slot := testSlot("d1/photo.jpg", 1, "sig")
+			slot := sessiontest.Slot("d1/photo.jpg", 1, "sig")
 			slot.FileExpires = tc.fileExpires
 			id := auth.DeriveUploadID(sessIDKey, slot.Path)
 			if tc.kind == auth.KindPartial {
@@ -672,8 +635,8 @@ func TestComplete(t *testing.T) {
 func TestRebind(t *testing.T) {
 	ctx := context.Background()
 	p := auth.Policy{IdleTTL: 10 * time.Hour, MaxTTL: 20 * time.Hour, Retention: 48 * time.Hour, MaxRebinds: 2, MaxAge: 100 * time.Hour}
-	orig := testSlot("d1/photo.jpg", 4096, "sig-orig")
-	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
+	orig := sessiontest.Slot("d1/photo.jpg", 4096, "sig-orig")
+	fresh := sessiontest.Slot("d2/photo.jpg", 4096, "sig-fresh")
 	fresh.Protocol = auth.ProtoJWT
 	fresh.Subject = "alice@example.org"
 	withSize := func(s auth.Slot, size int64) auth.Slot { s.Size = size; return s }
@@ -706,7 +669,7 @@ func TestRebind(t *testing.T) {
 		}, 12 * time.Hour, fresh, auth.ErrUploadComplete, false},
 		{"limit reached", func(t *testing.T, e *sessEnv, s auth.Session) {
 			for i := range 2 {
-				if _, err := e.m.Rebind(ctx, s.UploadID, testSlot(fmt.Sprintf("x%d/photo.jpg", i), 4096, fmt.Sprint(i)), ""); err != nil {
+				if _, err := e.m.Rebind(ctx, s.UploadID, sessiontest.Slot(fmt.Sprintf("x%d/photo.jpg", i), 4096, fmt.Sprint(i)), ""); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -714,13 +677,13 @@ func TestRebind(t *testing.T) {
 		{"deadline capped by max age", func(t *testing.T, e *sessEnv, s auth.Session) {
 			// re-bound at 50 h: deadline 60 h, retained until 108 h
 			e.clock.Advance(50 * time.Hour)
-			if _, err := e.m.Rebind(ctx, s.UploadID, testSlot("x/photo.jpg", 4096, "x"), ""); err != nil {
+			if _, err := e.m.Rebind(ctx, s.UploadID, sessiontest.Slot("x/photo.jpg", 4096, "x"), ""); err != nil {
 				t.Fatal(err)
 			}
 		}, 35 * time.Hour, fresh, nil, true},
 		{"too old", func(t *testing.T, e *sessEnv, s auth.Session) {
 			e.clock.Advance(50 * time.Hour)
-			if _, err := e.m.Rebind(ctx, s.UploadID, testSlot("x/photo.jpg", 4096, "x"), ""); err != nil {
+			if _, err := e.m.Rebind(ctx, s.UploadID, sessiontest.Slot("x/photo.jpg", 4096, "x"), ""); err != nil {
 				t.Fatal(err)
 			}
 		}, 50 * time.Hour, fresh, auth.ErrRebindLimit, false},
@@ -818,9 +781,9 @@ func minT(a, b time.Time) time.Time {
 func TestRebindIdempotent(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.DefaultPolicy())
-	s := e.open(t, testSlot("d1/photo.jpg", 4096, "sig-orig"), "")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 4096, "sig-orig"), "")
 	e.clock.Advance(30 * time.Hour) // idle-expired
-	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
+	fresh := sessiontest.Slot("d2/photo.jpg", 4096, "sig-fresh")
 	first, err := e.m.Rebind(ctx, s.UploadID, fresh, "192.0.2.9")
 	if err != nil {
 		t.Fatalf("Rebind: %v", err)
@@ -846,16 +809,16 @@ func TestRebindIdempotent(t *testing.T) {
 func TestRebindSubjectKeptAcrossUnnamedSlot(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.DefaultPolicy())
-	alice := testSlot("d1/photo.jpg", 4096, "a")
+	alice := sessiontest.Slot("d1/photo.jpg", 4096, "a")
 	alice.Protocol, alice.Subject = auth.ProtoJWT, "alice@example.org"
 	s := e.open(t, alice, "")
 	e.clock.Advance(30 * time.Hour)
-	s, err := e.m.Rebind(ctx, s.UploadID, testSlot("d2/photo.jpg", 4096, "b"), "")
+	s, err := e.m.Rebind(ctx, s.UploadID, sessiontest.Slot("d2/photo.jpg", 4096, "b"), "")
 	if err != nil || s.Subject != "alice@example.org" {
 		t.Fatalf("re-bind to a v2 slot: %v, Subject %q", err, s.Subject)
 	}
 	e.clock.Advance(80 * time.Hour)
-	mallory := testSlot("d3/photo.jpg", 4096, "c")
+	mallory := sessiontest.Slot("d3/photo.jpg", 4096, "c")
 	mallory.Protocol, mallory.Subject = auth.ProtoJWT, "mallory@example.org"
 	if _, err := e.m.Rebind(ctx, s.UploadID, mallory, ""); !errors.Is(err, auth.ErrRebindMismatch) {
 		t.Fatalf("re-bind to another uploader's JWT slot after a v2 slot: %v, want ErrRebindMismatch", err)
@@ -864,11 +827,11 @@ func TestRebindSubjectKeptAcrossUnnamedSlot(t *testing.T) {
 
 func TestRebindSubject(t *testing.T) {
 	jwtSlot := func(path, sub, sig string) auth.Slot {
-		s := testSlot(path, 4096, sig)
+		s := sessiontest.Slot(path, 4096, sig)
 		s.Protocol, s.Subject = auth.ProtoJWT, sub
 		return s
 	}
-	v2Slot := testSlot("d2/photo.jpg", 4096, "sig-v2")
+	v2Slot := sessiontest.Slot("d2/photo.jpg", 4096, "sig-v2")
 	tests := []struct {
 		name    string
 		orig    auth.Slot
@@ -882,7 +845,7 @@ func TestRebindSubject(t *testing.T) {
 		{"subject added", jwtSlot("d1/photo.jpg", "", "a"), jwtSlot("d2/photo.jpg", "alice@example.org", "b"), auth.ErrRebindMismatch},
 		{"neither has one", jwtSlot("d1/photo.jpg", "", "a"), jwtSlot("d2/photo.jpg", "", "b"), nil},
 		{"from a JWT slot to a v2 slot", jwtSlot("d1/photo.jpg", "alice@example.org", "a"), v2Slot, nil},
-		{"from a v2 slot to a JWT slot", testSlot("d1/photo.jpg", 4096, "a"), jwtSlot("d2/photo.jpg", "alice@example.org", "b"), nil},
+		{"from a v2 slot to a JWT slot", sessiontest.Slot("d1/photo.jpg", 4096, "a"), jwtSlot("d2/photo.jpg", "alice@example.org", "b"), nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -924,17 +887,17 @@ func TestRebindSubject(t *testing.T) {
 func TestRebindSlotTaken(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.DefaultPolicy())
-	s1 := testSlot("d1/photo.jpg", 4096, "sig-1")
+	s1 := sessiontest.Slot("d1/photo.jpg", 4096, "sig-1")
 	u1 := e.open(t, s1, "")
 	u1, err := e.m.Complete(ctx, u1.UploadID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2 := testSlot("d2/photo.jpg", 4096, "sig-2")
+	s2 := sessiontest.Slot("d2/photo.jpg", 4096, "sig-2")
 	u2 := e.open(t, s2, "")
-	s3 := testSlot("d3/photo.jpg", 4096, "sig-3")
+	s3 := sessiontest.Slot("d3/photo.jpg", 4096, "sig-3")
 	u3 := e.open(t, s3, "")
-	s4 := testSlot("d4/photo.jpg", 4096, "sig-4")
+	s4 := sessiontest.Slot("d4/photo.jpg", 4096, "sig-4")
 	u3, err = e.m.Rebind(ctx, u3.UploadID, s4, "")
 	if err != nil {
 		t.Fatalf("Rebind to a fresh slot: %v", err)
@@ -963,7 +926,7 @@ func TestRebindSlotTaken(t *testing.T) {
 
 func TestRebindMissing(t *testing.T) {
 	e := newSessEnv(t, auth.DefaultPolicy())
-	_, err := e.m.Rebind(context.Background(), auth.DeriveUploadID(sessIDKey, "gone"), testSlot("d2/x", 1, "s"), "")
+	_, err := e.m.Rebind(context.Background(), auth.DeriveUploadID(sessIDKey, "gone"), sessiontest.Slot("d2/x", 1, "s"), "")
 	if !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Fatalf("Rebind of a missing upload: err = %v, want ErrSessionNotFound", err)
 	}
@@ -974,8 +937,8 @@ func TestOpenFollowsReboundSlot(t *testing.T) {
 	// slot's URL: Open leads to the re-bound upload, not a new one.
 	ctx := context.Background()
 	e := newSessEnv(t, auth.DefaultPolicy())
-	s := e.open(t, testSlot("d1/photo.jpg", 4096, "sig-orig"), "")
-	fresh := testSlot("d2/photo.jpg", 4096, "sig-fresh")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 4096, "sig-orig"), "")
+	fresh := sessiontest.Slot("d2/photo.jpg", 4096, "sig-fresh")
 	if _, err := e.m.Rebind(ctx, s.UploadID, fresh, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -995,8 +958,8 @@ func TestDueAndForget(t *testing.T) {
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 10 * time.Hour})
 	start := e.clock.Now()
-	abandoned := e.open(t, testSlot("d1/a.bin", 1, "a"), "")
-	done := e.open(t, testSlot("d2/b.bin", 1, "b"), "")
+	abandoned := e.open(t, sessiontest.Slot("d1/a.bin", 1, "a"), "")
+	done := e.open(t, sessiontest.Slot("d2/b.bin", 1, "b"), "")
 	if _, err := e.m.Complete(ctx, done.UploadID); err != nil {
 		t.Fatal(err)
 	}
@@ -1095,13 +1058,13 @@ func TestSessionsWithBoltStore(t *testing.T) {
 	// The manager on the embedded store, across a restart.
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sessions.db")
-	st, err := auth.OpenBoltStore(path)
+	st, err := boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := newFakeClock()
+	clock := sessiontest.NewClock()
 	m := auth.NewSessions(st, auth.DefaultPolicy(), clock.Now)
-	slot := testSlot("d1/photo.jpg", 4096, "sig")
+	slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig")
 	s, created, err := m.Open(ctx, slot, auth.DeriveUploadID(sessIDKey, slot.Path), auth.KindWhole, "192.0.2.1")
 	if err != nil || !created {
 		t.Fatalf("Open = %v, %v", created, err)
@@ -1113,7 +1076,7 @@ func TestSessionsWithBoltStore(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = auth.OpenBoltStore(path)
+	st, err = boltstore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1134,7 +1097,7 @@ func TestTouchJustPastTheCap(t *testing.T) {
 	// finishes just after it, within the touch interval: expired, not throttled.
 	ctx := context.Background()
 	e := newSessEnv(t, auth.Policy{IdleTTL: 2 * time.Hour, MaxTTL: 90 * time.Minute, TouchInterval: time.Minute})
-	s := e.open(t, testSlot("d1/photo.jpg", 1, "sig"), "")
+	s := e.open(t, sessiontest.Slot("d1/photo.jpg", 1, "sig"), "")
 	e.clock.Advance(90*time.Minute - 10*time.Second)
 	s, _, err := e.m.Touch(ctx, s, "")
 	if err != nil {
@@ -1153,7 +1116,7 @@ func TestAuthorizeReadCache(t *testing.T) {
 	ctx := context.Background()
 	p := auth.Policy{IdleTTL: time.Hour, MaxTTL: 10 * time.Hour, TouchInterval: time.Minute}
 	e := newSessEnv(t, p)
-	s := e.open(t, testSlot("d1/read.jpg", 1, "sig"), "")
+	s := e.open(t, sessiontest.Slot("d1/read.jpg", 1, "sig"), "")
 	reads := func() int64 { return e.store.gets.Load() }
 
 	if _, err := e.m.AuthorizeRead(ctx, s.UploadID); err != nil {
@@ -1177,7 +1140,7 @@ func TestAuthorizeReadCache(t *testing.T) {
 	}
 
 	// This manager's own writes are seen at once.
-	s2 := e.open(t, testSlot("d1/read2.jpg", 1, "sig"), "")
+	s2 := e.open(t, sessiontest.Slot("d1/read2.jpg", 1, "sig"), "")
 	if _, err := e.m.AuthorizeRead(ctx, s2.UploadID); err != nil {
 		t.Fatal(err)
 	}
@@ -1190,7 +1153,7 @@ func TestAuthorizeReadCache(t *testing.T) {
 
 	// Near its idle deadline the cached copy is not used: another instance
 	// may have slid the deadline, and the session must not be seen as ended.
-	s3 := e.open(t, testSlot("d1/read3.jpg", 1, "sig"), "")
+	s3 := e.open(t, sessiontest.Slot("d1/read3.jpg", 1, "sig"), "")
 	e.clock.Advance(time.Hour - 1500*time.Millisecond)
 	cached, err := e.m.AuthorizeRead(ctx, s3.UploadID)
 	if err != nil {

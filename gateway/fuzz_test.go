@@ -15,6 +15,7 @@ import (
 
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/memstore"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
@@ -258,7 +259,7 @@ func fuzzGateway(f *testing.F) http.Handler {
 		f.Fatal(err)
 	}
 	gw, err := New(Config{
-		Verifier: v, Sessions: auth.NewSessions(auth.NewMemoryStore(), auth.DefaultPolicy(), nil),
+		Verifier: v, Sessions: auth.NewSessions(memstore.New(), auth.DefaultPolicy(), nil),
 		Storage: backend, IDKey: []byte("0123456789abcdef0123456789abcdef"), LockTimeout: 300 * time.Millisecond,
 		FailedChecksPerMinute: -1,
 	})

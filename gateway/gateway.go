@@ -107,10 +107,10 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: verifier, sessions, storage and ID key are required")
 	}
 	if cfg.UploadBase == "" {
-		cfg.UploadBase = "/upload/"
+		cfg.UploadBase = DefaultUploadBase
 	}
 	if cfg.TusBase == "" {
-		cfg.TusBase = "/files/"
+		cfg.TusBase = DefaultTusBase
 	}
 	for _, b := range []*string{&cfg.UploadBase, &cfg.TusBase} {
 		if !strings.HasPrefix(*b, "/") {
@@ -133,13 +133,13 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.NetworkTimeout <= 0 {
-		cfg.NetworkTimeout = 60 * time.Second
+		cfg.NetworkTimeout = DefaultNetworkTimeout
 	}
 	if cfg.LockTimeout <= 0 {
-		cfg.LockTimeout = 20 * time.Second
+		cfg.LockTimeout = DefaultLockTimeout
 	}
 	if cfg.FailedChecksPerMinute == 0 {
-		cfg.FailedChecksPerMinute = 10
+		cfg.FailedChecksPerMinute = DefaultFailedChecksPerMinute
 	}
 	g := &Gateway{
 		cfg:      cfg,

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/memstore"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
@@ -56,7 +57,7 @@ func newTestGatewayOn(t *testing.T, dir string, backend *storage.Backend, opts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := auth.NewMemoryStore()
+	store := memstore.New()
 	policy := auth.DefaultPolicy()
 	for _, o := range opts {
 		var probe Config
@@ -106,7 +107,7 @@ func strp(s string) *string { return &s }
 
 // withPolicy runs the test gateway's sessions under p.
 func withPolicy(p auth.Policy) gwOption {
-	return func(c *Config) { c.Sessions = auth.NewSessions(auth.NewMemoryStore(), p, nil) }
+	return func(c *Config) { c.Sessions = auth.NewSessions(memstore.New(), p, nil) }
 }
 
 // do sends a request and returns the response with its body read.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/memstore"
 	"github.com/uploadgate/uploadgate/gateway/upload"
 	"github.com/uploadgate/uploadgate/storage"
 )
@@ -493,7 +494,7 @@ func TestSeparateMetrics(t *testing.T) {
 // with the gateway of the same registry.
 func TestTimeSessionStore(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	store, err := TimeSessionStore(auth.NewMemoryStore(), reg)
+	store, err := TimeSessionStore(memstore.New(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,11 +13,12 @@ import (
 	"testing"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/memstore"
 )
 
 // unreachableStore is a session store whose Ping fails with err.
 type unreachableStore struct {
-	*auth.MemoryStore
+	*memstore.Store
 	err error
 }
 
@@ -31,7 +32,7 @@ func TestReadyzHidesErrorText(t *testing.T) {
 	var logs bytes.Buffer
 	cfg := tg.gw.cfg
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	cfg.Sessions = auth.NewSessions(unreachableStore{auth.NewMemoryStore(), errors.New("dial " + secret + ": connection refused")},
+	cfg.Sessions = auth.NewSessions(unreachableStore{memstore.New(), errors.New("dial " + secret + ": connection refused")},
 		auth.DefaultPolicy(), nil)
 	cfg.Registry = nil
 	gw, err := New(cfg)

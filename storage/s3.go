@@ -32,13 +32,24 @@ type S3Config struct {
 	PathStyle bool
 	// Prefix is prepended to every object key.
 	Prefix string
-	// MinPartSize is the smallest part s3store uploads (5 MiB on AWS);
-	// PreferredPartSize the size it aims for.
+	// MinPartSize is the smallest part s3store uploads (5 MiB on AWS;
+	// default DefaultS3MinPartSize); PreferredPartSize the size it aims for.
 	MinPartSize       int64
 	PreferredPartSize int64
-	// Concurrency bounds the part uploads in flight across all uploads.
+	// Concurrency bounds the part uploads in flight across all uploads
+	// (default DefaultS3Concurrency).
 	Concurrency int
 }
+
+// S3Config defaults, applied by New to the fields left zero.
+const (
+	// DefaultS3Region is the region when none is set.
+	DefaultS3Region = "us-east-1"
+	// DefaultS3MinPartSize is the smallest part that AWS S3 accepts.
+	DefaultS3MinPartSize = 5 << 20
+	// DefaultS3Concurrency is how many part uploads are in flight at once.
+	DefaultS3Concurrency = 10
+)
 
 func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	c := cfg.S3
@@ -46,16 +57,16 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, errors.New("s3 storage needs a bucket")
 	}
 	if c.Region == "" {
-		c.Region = "us-east-1"
+		c.Region = DefaultS3Region
 	}
 	if c.MinPartSize <= 0 {
-		c.MinPartSize = 5 << 20
+		c.MinPartSize = DefaultS3MinPartSize
 	}
 	if c.PreferredPartSize < c.MinPartSize {
 		c.PreferredPartSize = max(c.MinPartSize, 16<<20)
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 10
+		c.Concurrency = DefaultS3Concurrency
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
 	if err != nil {

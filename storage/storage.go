@@ -36,10 +36,15 @@ type Config struct {
 	// Locker is shared by several instances (e.g. in Redis); nil is an
 	// in-process locker, right for one instance.
 	Locker handler.Locker
-	// CreateLockTimeout bounds how long a creation waits for the upload's lock.
+	// CreateLockTimeout bounds how long a creation waits for the upload's lock
+	// (default DefaultLockTimeout).
 	CreateLockTimeout time.Duration
 	Logger            *slog.Logger
 }
+
+// DefaultLockTimeout is how long a request waits for an upload's lock
+// before it gives up; the gateway's default for every request too.
+const DefaultLockTimeout = 20 * time.Second
 
 // Backend is a configured storage backend.
 type Backend struct {
@@ -61,7 +66,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.CreateLockTimeout <= 0 {
-		cfg.CreateLockTimeout = 20 * time.Second
+		cfg.CreateLockTimeout = DefaultLockTimeout
 	}
 	switch cfg.Backend {
 	case "", BackendDisk:

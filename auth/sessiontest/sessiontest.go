@@ -12,6 +12,7 @@ package sessiontest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"reflect"
@@ -110,6 +111,51 @@ func Sample(i int) auth.Session {
 		LastAddr:      "192.0.2.7",
 		Addrs:         2,
 	}
+}
+
+// Slot returns a verified slot of the v2 protocol for path, size and an
+// image/jpeg type, whose signature hash is that of sig.
+func Slot(path string, size int64, sig string) auth.Slot {
+	return auth.Slot{
+		Protocol:      auth.ProtoV2,
+		Path:          path,
+		Size:          size,
+		Type:          "image/jpeg",
+		SignatureHash: sha256.Sum256([]byte(sig)),
+	}
+}
+
+// Clock is an injectable clock for tests of the session manager, safe for
+// concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock that stands at 2030-03-04 10:00 UTC until moved.
+func NewClock() *Clock {
+	return &Clock{t: time.Date(2030, 3, 4, 10, 0, 0, 0, time.UTC)}
+}
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock on by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Set sets the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
 }
 
 // Equal reports whether two sessions are the same, comparing times with Equal.

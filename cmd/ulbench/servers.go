@@ -28,6 +28,8 @@ import (
 	"github.com/tus/tusd/v2/pkg/memorylocker"
 	"github.com/tus/tusd/v2/pkg/s3store"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
 	"github.com/uploadgate/uploadgate/storage/redislock"
@@ -104,7 +106,7 @@ func serveTusd(args []string) error {
 	h, err := handler.NewHandler(handler.Config{
 		BasePath:       "/files/",
 		StoreComposer:  composer,
-		NetworkTimeout: 60 * time.Second,
+		NetworkTimeout: gateway.DefaultNetworkTimeout, // as uploadgate's
 		Logger:         tusdCommandLogger(os.Stdout),
 	})
 	if err != nil {
@@ -201,7 +203,7 @@ func serveGateway(args []string) error {
 	secret := fs.String("secret", "", "slot secret")
 	redisURL := fs.String("redis-url", "", "Redis for sessions and locks")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
-	netTimeout := fs.Duration("network-timeout", 60*time.Second, "per-read timeout of request bodies")
+	netTimeout := fs.Duration("network-timeout", gateway.DefaultNetworkTimeout, "per-read timeout of request bodies")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -229,7 +231,7 @@ func serveGateway(args []string) error {
 		}
 		client := redis.NewClient(opt)
 		defer client.Close()
-		rs := auth.NewRedisStore(client, auth.RedisOptions{})
+		rs := redisstore.New(client, redisstore.Options{})
 		defer rs.Close()
 		store = rs
 		rl, err := redislock.New(client, redislock.Options{})
@@ -239,7 +241,7 @@ func serveGateway(args []string) error {
 		defer rl.Close()
 		locker = rl
 	} else {
-		bs, err := auth.OpenBoltStore(filepath.Join(*dataDir, "sessions.db"))
+		bs, err := boltstore.Open(filepath.Join(*dataDir, "sessions.db"))
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,16 @@ import (
 // Without them, calls time out after a few seconds so that an outage is
 // answered 503 promptly instead of hanging requests.
 func newRedisClient(raw string) (redis.UniversalClient, error) {
+	connect, err := parseRedisURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	return connect(), nil
+}
+
+// parseRedisURL checks a --redis-url and returns the constructor of its
+// client, without connecting or making a client: validate calls it alone.
+func parseRedisURL(raw string) (func() redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, err
@@ -32,14 +42,14 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = orDefault(q, "dial_timeout", o.DialTimeout), orDefault(q, "read_timeout", o.ReadTimeout), orDefault(q, "write_timeout", o.WriteTimeout)
-		return redis.NewClusterClient(o), nil
+		return func() redis.UniversalClient { return redis.NewClusterClient(o) }, nil
 	case q.Has("master_name"):
 		o, err := redis.ParseFailoverURL(raw)
 		if err != nil {
 			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = orDefault(q, "dial_timeout", o.DialTimeout), orDefault(q, "read_timeout", o.ReadTimeout), orDefault(q, "write_timeout", o.WriteTimeout)
-		return redis.NewFailoverClient(o), nil
+		return func() redis.UniversalClient { return redis.NewFailoverClient(o) }, nil
 	case u.Scheme == "redis" || u.Scheme == "rediss" || u.Scheme == "unix":
 		o, err := redis.ParseURL(raw)
 		if err != nil {
@@ -49,7 +59,7 @@ func newRedisClient(raw string) (redis.UniversalClient, error) {
 		if !q.Has("max_retries") {
 			o.MaxRetries = 1
 		}
-		return redis.NewClient(o), nil
+		return func() redis.UniversalClient { return redis.NewClient(o) }, nil
 	default:
 		return nil, fmt.Errorf("unknown scheme %q: want redis, rediss, redis+cluster or rediss+cluster", u.Scheme)
 	}

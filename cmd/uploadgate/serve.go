@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
 	"github.com/uploadgate/uploadgate/storage/redislock"
@@ -71,29 +73,29 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.Secrets, "secret", "slot secret shared with the XMPP server; comma-separated for several (the first signs, all verify)")
 	fs.StringVar(&c.SecretFile, "secret-file", "", "file with slot secrets, one per line (alternative to --secret)")
 	fs.StringVar(&c.IDKeyFile, "id-key-file", "", "file with the key that derives upload IDs (hex), e.g. a mounted secret; read, never created, and may be readable by group and others (default: <data-dir>/id.key, created on first start)")
-	fs.StringVar(&c.UploadBase, "upload-base", "/upload/", "URL path the XMPP server signs slots for")
-	fs.StringVar(&c.TusBase, "tus-base", "/files/", "URL path of tus upload URLs")
+	fs.StringVar(&c.UploadBase, "upload-base", gateway.DefaultUploadBase, "URL path the XMPP server signs slots for")
+	fs.StringVar(&c.TusBase, "tus-base", gateway.DefaultTusBase, "URL path of tus upload URLs")
 	fs.StringVar(&c.PublicURL, "public-url", "", "external URL of the gateway (scheme://host[:port][/prefix]) for Location headers behind a proxy")
 	fs.Var(&c.MaxSize, "max-size", "largest upload accepted, in bytes or with a unit (100MiB); 0 = no limit beyond the slot's size")
 	fs.Var(&c.CORSOrigins, "cors-origins", "browser origins allowed to upload, comma-separated; * for any")
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For is believed")
-	fs.StringVar(&c.Storage, "storage", "disk", "storage backend: disk or s3")
+	fs.StringVar(&c.Storage, "storage", storage.BackendDisk, "storage backend: disk or s3")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis for sessions and upload locks shared by several instances: redis://host:port/db, rediss://, ?master_name= for Sentinel, redis+cluster:// for Cluster")
 	fs.StringVar(&c.SessionDB, "session-db", "", "file of the embedded session store (without --redis-url); default <data-dir>/sessions.db. Its syncs need not share a file system with the uploads")
 	fs.StringVar(&c.S3.Bucket, "s3-bucket", "", "S3 bucket (storage s3)")
 	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "", "URL of an S3-compatible server; empty for AWS")
-	fs.StringVar(&c.S3.Region, "s3-region", "us-east-1", "S3 region")
+	fs.StringVar(&c.S3.Region, "s3-region", storage.DefaultS3Region, "S3 region")
 	fs.BoolVar(&c.S3.PathStyle, "s3-path-style", false, "address buckets as /bucket/key (most S3-compatible servers need this)")
 	fs.StringVar(&c.S3.Prefix, "s3-prefix", "", "prefix of every object key")
-	c.S3PartSize = 5 << 20
+	c.S3PartSize = storage.DefaultS3MinPartSize
 	fs.Var(&c.S3PartSize, "s3-part-size", "smallest part uploaded to S3 (5MiB on AWS); parts aim at max(this, 16MiB)")
-	fs.IntVar(&c.S3.Concurrency, "s3-concurrency", 10, "part uploads to S3 in flight at once, across all uploads")
-	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", 24*time.Hour, "an upload session expires this long after its last accepted request")
-	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", 72*time.Hour, "an upload session expires at the latest this long after it opened")
-	fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "partial data of an expired session is kept this long for a re-bind, then removed")
+	fs.IntVar(&c.S3.Concurrency, "s3-concurrency", storage.DefaultS3Concurrency, "part uploads to S3 in flight at once, across all uploads")
+	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", auth.DefaultIdleTTL, "an upload session expires this long after its last accepted request")
+	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", auth.DefaultMaxTTL, "an upload session expires at the latest this long after it opened")
+	fs.DurationVar(&c.Retention, "retention", auth.DefaultRetention, "partial data of an expired session is kept this long for a re-bind, then removed")
 	fs.DurationVar(&c.FileRetention, "file-retention", 0, "complete files whose slot sets no expiry are removed after this long; 0 keeps them")
-	fs.DurationVar(&c.NetworkTimeout, "network-timeout", 60*time.Second, "an upload body that sends nothing for this long is no longer read; the bytes that arrived are kept")
-	fs.DurationVar(&c.LockTimeout, "lock-timeout", 20*time.Second, "how long a request waits for an upload that another request holds before it is answered busy (423 Locked)")
+	fs.DurationVar(&c.NetworkTimeout, "network-timeout", gateway.DefaultNetworkTimeout, "an upload body that sends nothing for this long is no longer read; the bytes that arrived are kept")
+	fs.DurationVar(&c.LockTimeout, "lock-timeout", gateway.DefaultLockTimeout, "how long a request waits for an upload that another request holds before it is answered busy (423 Locked)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.DemoUI, "demo-ui", false, "serve the demo upload pages under /demo/; on a loopback --listen they also mint slots for a browser on this machine that opened them at the listen address")
@@ -152,11 +154,9 @@ func (c *serveConfig) validate() error {
 		return usageError(fmt.Sprintf("invalid --storage %q: want disk or s3", c.Storage))
 	}
 	if c.RedisURL != "" {
-		cl, err := newRedisClient(c.RedisURL)
-		if err != nil {
+		if _, err := parseRedisURL(c.RedisURL); err != nil {
 			return usageError(fmt.Sprintf("invalid --redis-url: %v", err))
 		}
-		cl.Close()
 	}
 	if c.SessionDB != "" && c.RedisURL != "" {
 		return usageError("invalid --session-db: sessions are in Redis with --redis-url")
@@ -282,7 +282,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if c.RedisURL != "" {
 		client, _ := newRedisClient(c.RedisURL)
 		defer client.Close()
-		rs := auth.NewRedisStore(client, auth.RedisOptions{})
+		rs := redisstore.New(client, redisstore.Options{})
 		defer rs.Close()
 		sessStore = rs
 		rl, err := redislock.New(client, redislock.Options{Logger: log})
@@ -299,7 +299,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}
-		bs, err := auth.OpenBoltStore(path)
+		bs, err := boltstore.Open(path)
 		if err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}
@@ -488,9 +488,10 @@ func loadIDKey(c *serveConfig, log *slog.Logger) ([]byte, error) {
 		return nil, usageError(fmt.Sprintf("invalid --id-key-file: the upload ID key in %s is not 32 bytes of hex", c.IDKeyFile))
 	}
 	// An id.key left in the data directory from before is not used. If it
-	// differs, uploads whose IDs it derived are not found again: say so.
-	if other, err := readSmallFile(dataDirKey); err == nil {
-		if !sameIDKey(key, other) {
+	// differs, uploads whose IDs it derived are not found again: say so. A
+	// file too large to hold a key differs too.
+	if other, err := auth.ReadSmallFile(dataDirKey); err == nil || errors.Is(err, auth.ErrFileTooLarge) {
+		if err != nil || !sameIDKey(key, other) {
 			log.Warn("the data directory's id.key differs from --id-key-file and is not used: uploads begun with it will start over",
 				"ignored", dataDirKey, "id_key_file", c.IDKeyFile)
 		}
@@ -509,20 +510,6 @@ func decodeIDKey(keyHex string) ([]byte, bool) {
 func sameIDKey(key, other []byte) bool {
 	o, ok := decodeIDKey(strings.TrimSpace(string(other)))
 	return ok && subtle.ConstantTimeCompare(key, o) == 1
-}
-
-// readSmallFile reads a file of at most 64 KiB.
-func readSmallFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
 }
 
 // loadSecrets returns the configured slot secrets, or the one kept in the data

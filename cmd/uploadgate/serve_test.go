@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
 )
 
 const testSecret = "serve-test-secret-0123456789"
@@ -400,7 +401,7 @@ func TestSessionDBPath(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "sessions.db")); !os.IsNotExist(err) {
 		t.Errorf("sessions.db in the data directory: %v; want none", err)
 	}
-	st, err := auth.OpenBoltStore(db)
+	st, err := boltstore.Open(db)
 	if err != nil {
 		t.Fatalf("open %s: %v", db, err)
 	}

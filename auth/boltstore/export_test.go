@@ -1,4 +1,4 @@
-package auth
+package boltstore
 
 import (
 	"bytes"
@@ -7,11 +7,14 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/internal/record"
 )
 
 // CheckIndexes verifies that the sweep index and the reverse slot index of a
-// BoltStore agree exactly with its sessions and slot mappings.
-func (b *BoltStore) CheckIndexes() error {
+// Store agree exactly with its sessions and slot mappings.
+func (b *Store) CheckIndexes() error {
 	return b.db.View(func(tx *bolt.Tx) error {
 		bk, err := openBuckets(tx)
 		if err != nil {
@@ -20,7 +23,7 @@ func (b *BoltStore) CheckIndexes() error {
 		var errs []error
 		wantSweep := map[string]bool{}
 		err = bk.sessions.ForEach(func(k, v []byte) error {
-			s, err := decodeSession(v)
+			s, err := record.Decode(v)
 			if err != nil {
 				return err
 			}
@@ -79,23 +82,23 @@ func (b *BoltStore) CheckIndexes() error {
 }
 
 // Commits is the number of write transactions run so far.
-func (b *BoltStore) Commits() uint64 { return b.commits.Load() }
+func (b *Store) Commits() uint64 { return b.commits.Load() }
 
 // UpdateRaw runs fn as a write of the store, grouped with others like theirs.
-func (b *BoltStore) UpdateRaw(ctx context.Context, fn func(sessions *bolt.Bucket) error) error {
+func (b *Store) UpdateRaw(ctx context.Context, fn func(sessions *bolt.Bucket) error) error {
 	return b.update(ctx, "raw write", "", func(bk boltBuckets) error { return fn(bk.sessions) })
 }
 
 // PageWrites is the number of page writes of the store's committed transactions.
-func (b *BoltStore) PageWrites() int64 {
+func (b *Store) PageWrites() int64 {
 	st := b.db.Stats()
 	return st.TxStats.GetWrite()
 }
 
 // CheckCache verifies that every cached session equals its record in the database.
-func (b *BoltStore) CheckCache() error {
+func (b *Store) CheckCache() error {
 	b.cache.mu.Lock()
-	cached := make(map[string]Session, len(b.cache.m))
+	cached := make(map[string]auth.Session, len(b.cache.m))
 	for id, s := range b.cache.m {
 		cached[id] = s
 	}
@@ -109,7 +112,7 @@ func (b *BoltStore) CheckCache() error {
 				errs = append(errs, fmt.Errorf("cached session %d has no record", len(errs)))
 				continue
 			}
-			s, err := decodeSession(v)
+			s, err := record.Decode(v)
 			if err != nil {
 				return err
 			}

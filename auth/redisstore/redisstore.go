@@ -1,9 +1,12 @@
-package auth
+// Package redisstore keeps upload sessions in Redis, for several gateway
+// instances that share them: the auth.Store that owns the key layout, the Lua
+// scripts that write atomically, the key expiries and the sweep index in a
+// sorted set.
+package redisstore
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -13,20 +16,23 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/internal/record"
 )
 
-// Redis store defaults.
+// Store defaults.
 const (
-	// DefaultRedisKeyPrefix starts the name of every key of a RedisStore.
-	DefaultRedisKeyPrefix = "uploadgate:"
-	// DefaultRedisExpiryMargin is how long after a session's SweepAt Redis
+	// DefaultKeyPrefix starts the name of every key of a Store.
+	DefaultKeyPrefix = "uploadgate:"
+	// DefaultExpiryMargin is how long after a session's SweepAt Redis
 	// deletes the session by itself if the clean-up has not done so.
-	DefaultRedisExpiryMargin = 24 * time.Hour
+	DefaultExpiryMargin = 24 * time.Hour
 )
 
 // redisHashTag follows the key prefix in every key name. Redis Cluster hashes
 // only the part of a key between the first "{" and the next "}", so every key
-// of a RedisStore lands in the same hash slot: the scripts below touch several
+// of a Store lands in the same hash slot: the scripts below touch several
 // keys at once (a session, its slot mappings, the sweep index), which Cluster
 // allows only within one slot (each script gets every key it touches in KEYS,
 // none derived inside the script). The price is that one shard (a primary and its
@@ -44,20 +50,20 @@ const (
 	redisExpiredRounds = 4
 )
 
-// RedisOptions configure a RedisStore.
-type RedisOptions struct {
-	// KeyPrefix starts every key name (default DefaultRedisKeyPrefix). Gateways
+// Options configure a Store.
+type Options struct {
+	// KeyPrefix starts every key name (default DefaultKeyPrefix). Gateways
 	// that share sessions use the same prefix. It must not contain "{" or "}":
 	// the store adds the Cluster hash tag itself.
 	KeyPrefix string
 	// ExpiryMargin is how long after a session's SweepAt Redis deletes the
 	// session and its slot mappings by itself (PEXPIREAT), should the clean-up
-	// not have deleted them by then (default DefaultRedisExpiryMargin; negative:
+	// not have deleted them by then (default DefaultExpiryMargin; negative:
 	// never). A session without SweepAt never expires.
 	ExpiryMargin time.Duration
 }
 
-// RedisStore is a Store in Redis, for several gateway instances that share
+// Store is an auth.Store in Redis, for several gateway instances that share
 // sessions. It works on a single node, with Sentinel and with Cluster (any
 // redis.UniversalClient) and needs Redis 6.2 or newer (or a compatible server).
 // Every write is one Lua script, which Redis runs atomically; an Update or
@@ -89,9 +95,9 @@ type RedisOptions struct {
 // maxmemory-policy noeviction.
 //
 // Every failure of Redis (connection refused, timeout, LOADING, READONLY, OOM …)
-// is returned wrapped in ErrStoreUnavailable. A RedisStore is safe for
+// is returned wrapped in auth.ErrStoreUnavailable. A Store is safe for
 // concurrent use.
-type RedisStore struct {
+type Store struct {
 	client redis.UniversalClient
 	prefix string // key prefix and hash tag
 	margin time.Duration
@@ -100,24 +106,24 @@ type RedisStore struct {
 	create, put, del, prune *redis.Script
 }
 
-var _ Store = (*RedisStore)(nil)
+var _ auth.Store = (*Store)(nil)
 
-// NewRedisStore returns a store that keeps sessions in Redis through client,
+// New returns a store that keeps sessions in Redis through client,
 // which stays the caller's: Close does not close it. It panics if
 // opts.KeyPrefix contains a brace.
-func NewRedisStore(client redis.UniversalClient, opts RedisOptions) *RedisStore {
+func New(client redis.UniversalClient, opts Options) *Store {
 	prefix := opts.KeyPrefix
 	if prefix == "" {
-		prefix = DefaultRedisKeyPrefix
+		prefix = DefaultKeyPrefix
 	}
 	if strings.ContainsAny(prefix, "{}") {
-		panic("auth: a Redis key prefix must not contain braces")
+		panic("redisstore: a Redis key prefix must not contain braces")
 	}
 	margin := opts.ExpiryMargin
 	if margin == 0 {
-		margin = DefaultRedisExpiryMargin
+		margin = DefaultExpiryMargin
 	}
-	return &RedisStore{
+	return &Store{
 		client: client,
 		prefix: prefix + redisHashTag + ":",
 		margin: margin,
@@ -242,16 +248,16 @@ if redis.call('HGET', KEYS[1], 'w') ~= ARGV[1] then redis.call('ZREM', KEYS[2], 
 return 1
 `
 
-// errRedisStoreClosed is returned by every method of a closed RedisStore.
-var errRedisStoreClosed = fmt.Errorf("redis session store is closed: %w", ErrStoreUnavailable)
+// errRedisStoreClosed is returned by every method of a closed Store.
+var errRedisStoreClosed = fmt.Errorf("redis session store is closed: %w", auth.ErrStoreUnavailable)
 
-func (r *RedisStore) keySession(uploadID string) string { return r.prefix + "session:" + uploadID }
-func (r *RedisStore) keySlot(slotKey string) string     { return r.prefix + "slot:" + slotKey }
-func (r *RedisStore) keySlots(uploadID string) string   { return r.prefix + "slots:" + uploadID }
-func (r *RedisStore) keySweep() string                  { return r.prefix + "sweep" }
+func (r *Store) keySession(uploadID string) string { return r.prefix + "session:" + uploadID }
+func (r *Store) keySlot(slotKey string) string     { return r.prefix + "slot:" + slotKey }
+func (r *Store) keySlots(uploadID string) string   { return r.prefix + "slots:" + uploadID }
+func (r *Store) keySweep() string                  { return r.prefix + "sweep" }
 
 // begin fails if ctx is done or the store is closed.
-func (r *RedisStore) begin(ctx context.Context, op string) error {
+func (r *Store) begin(ctx context.Context, op string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -263,76 +269,76 @@ func (r *RedisStore) begin(ctx context.Context, op string) error {
 
 // unavailable wraps an error of the Redis client.
 func unavailable(op string, err error) error {
-	return fmt.Errorf("%s: %w: %w", op, ErrStoreUnavailable, err)
+	return fmt.Errorf("%s: %w: %w", op, auth.ErrStoreUnavailable, err)
 }
 
-// Create implements Store.
-func (r *RedisStore) Create(ctx context.Context, s Session) (Session, bool, error) {
+// Create implements auth.Store.
+func (r *Store) Create(ctx context.Context, s auth.Session) (auth.Session, bool, error) {
 	const op = "create session"
-	if err := checkNewSession(s); err != nil {
-		return Session{}, false, err
+	if err := record.CheckNew(s); err != nil {
+		return auth.Session{}, false, err
 	}
 	if err := r.begin(ctx, op); err != nil {
-		return Session{}, false, err
+		return auth.Session{}, false, err
 	}
-	rec, stored, err := encodeSession(s)
+	rec, stored, err := encode(s)
 	if err != nil {
-		return Session{}, false, fmt.Errorf("%s: %w", op, err)
+		return auth.Session{}, false, fmt.Errorf("%s: %w", op, err)
 	}
 	keys := []string{r.keySession(s.UploadID), r.keySweep(), r.keySlots(s.UploadID)}
-	if mapsSlot(s) {
+	if record.MapsSlot(s) {
 		keys = append(keys, r.keySlot(s.SlotKey))
 	}
 	entry, score := redisSweepEntry(stored)
 	res, err := r.create.Run(ctx, r.client, keys,
 		rec, newRedisVersion(), entry, score, r.expireAt(stored), s.UploadID).Slice()
 	if err != nil {
-		return Session{}, false, unavailable(op, err)
+		return auth.Session{}, false, unavailable(op, err)
 	}
 	if len(res) == 1 && res[0] == int64(1) {
 		return stored, true, nil
 	}
 	if len(res) == 2 && res[0] == int64(0) {
 		if v, ok := res[1].(string); ok {
-			old, err := decodeSession([]byte(v))
+			old, err := record.Decode([]byte(v))
 			if err != nil {
-				return Session{}, false, fmt.Errorf("%s: %w", op, err)
+				return auth.Session{}, false, fmt.Errorf("%s: %w", op, err)
 			}
 			return old, false, nil
 		}
 	}
-	return Session{}, false, fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
+	return auth.Session{}, false, fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
 }
 
-// Get implements Store.
-func (r *RedisStore) Get(ctx context.Context, uploadID string) (Session, error) {
+// Get implements auth.Store.
+func (r *Store) Get(ctx context.Context, uploadID string) (auth.Session, error) {
 	const op = "get session"
 	if err := r.begin(ctx, op); err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	v, err := r.client.HGet(ctx, r.keySession(uploadID), "d").Result()
 	if errors.Is(err, redis.Nil) {
-		return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+		return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
 	}
 	if err != nil {
-		return Session{}, unavailable(op, err)
+		return auth.Session{}, unavailable(op, err)
 	}
-	s, err := decodeSession([]byte(v))
+	s, err := record.Decode([]byte(v))
 	if err != nil {
-		return Session{}, fmt.Errorf("%s: %w", op, err)
+		return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return s, nil
 }
 
-// LookupSlot implements Store.
-func (r *RedisStore) LookupSlot(ctx context.Context, slotKey string) (string, error) {
+// LookupSlot implements auth.Store.
+func (r *Store) LookupSlot(ctx context.Context, slotKey string) (string, error) {
 	const op = "look up slot"
 	if err := r.begin(ctx, op); err != nil {
 		return "", err
 	}
 	id, err := r.client.Get(ctx, r.keySlot(slotKey)).Result()
 	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+		return "", fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
 	}
 	if err != nil {
 		return "", unavailable(op, err)
@@ -340,15 +346,15 @@ func (r *RedisStore) LookupSlot(ctx context.Context, slotKey string) (string, er
 	return id, nil
 }
 
-// Update implements Store.
-func (r *RedisStore) Update(ctx context.Context, uploadID string, fn func(*Session) error) (Session, error) {
+// Update implements auth.Store.
+func (r *Store) Update(ctx context.Context, uploadID string, fn func(*auth.Session) error) (auth.Session, error) {
 	return r.modify(ctx, "update session", uploadID, "", fn)
 }
 
-// Rebind implements Store.
-func (r *RedisStore) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*Session) error) (Session, error) {
+// Rebind implements auth.Store.
+func (r *Store) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*auth.Session) error) (auth.Session, error) {
 	if slotKey == "" {
-		return Session{}, errors.New("rebind session: empty slot key")
+		return auth.Session{}, errors.New("rebind session: empty slot key")
 	}
 	return r.modify(ctx, "rebind session", uploadID, slotKey, fn)
 }
@@ -364,7 +370,7 @@ type redisSnapshot struct {
 
 // read reads the state that a write of uploadID depends on; slotKey is the
 // slot to re-bind ("" for none).
-func (r *RedisStore) read(ctx context.Context, uploadID, slotKey string) (redisSnapshot, error) {
+func (r *Store) read(ctx context.Context, uploadID, slotKey string) (redisSnapshot, error) {
 	pipe := r.client.Pipeline()
 	fields := pipe.HMGet(ctx, r.keySession(uploadID), "d", "v")
 	slots := pipe.SMembers(ctx, r.keySlots(uploadID))
@@ -400,37 +406,37 @@ func (r *RedisStore) read(ctx context.Context, uploadID, slotKey string) (redisS
 
 // modify is Update (slotKey "") and Rebind: read, apply fn, commit unless the
 // session (or the slot's mapping) changed meanwhile; else again.
-func (r *RedisStore) modify(ctx context.Context, op, uploadID, slotKey string, fn func(*Session) error) (Session, error) {
+func (r *Store) modify(ctx context.Context, op, uploadID, slotKey string, fn func(*auth.Session) error) (auth.Session, error) {
 	if err := r.begin(ctx, op); err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	for attempt := range redisMaxWriteAttempts {
 		if err := redisBackoff(ctx, attempt); err != nil {
-			return Session{}, fmt.Errorf("%s: %w", op, err)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 		}
 		snap, err := r.read(ctx, uploadID, slotKey)
 		if err != nil {
-			return Session{}, unavailable(op, err)
+			return auth.Session{}, unavailable(op, err)
 		}
 		if !snap.found {
-			return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
 		}
 		if slotKey != "" && snap.mapped != "" && snap.mapped != uploadID {
-			return Session{}, fmt.Errorf("%s: %w", op, ErrSlotTaken)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSlotTaken)
 		}
-		s, err := decodeSession([]byte(snap.record))
+		s, err := record.Decode([]byte(snap.record))
 		if err != nil {
-			return Session{}, fmt.Errorf("%s: %w", op, err)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 		}
 		if err := fn(&s); err != nil {
-			return Session{}, fmt.Errorf("%s: %w", op, err)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 		}
 		if s.UploadID != uploadID {
-			return Session{}, fmt.Errorf("%s: %w", op, errUploadIDChanged)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, record.ErrUploadIDChanged)
 		}
-		rec, stored, err := encodeSession(s)
+		rec, stored, err := encode(s)
 		if err != nil {
-			return Session{}, fmt.Errorf("%s: %w", op, err)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 		}
 		keys := make([]string, 0, 4+len(snap.slots))
 		keys = append(keys, r.keySession(uploadID), r.keySweep(), r.keySlots(uploadID))
@@ -443,23 +449,23 @@ func (r *RedisStore) modify(ctx context.Context, op, uploadID, slotKey string, f
 			snap.version, newRedisVersion(), rec, entry, score, r.expireAt(stored),
 			uploadID, len(snap.slots), snap.mapped).Int64()
 		if err != nil {
-			return Session{}, unavailable(op, err)
+			return auth.Session{}, unavailable(op, err)
 		}
 		switch res {
 		case 1:
 			return stored, nil
 		case -1:
-			return Session{}, fmt.Errorf("%s: %w", op, ErrSessionNotFound)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
 		case -2: // mapped to another upload since it was read
-			return Session{}, fmt.Errorf("%s: %w", op, ErrSlotTaken)
+			return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSlotTaken)
 		}
 		// 0: changed since read; again.
 	}
-	return Session{}, fmt.Errorf("%s: %w: %d conflicting writes in a row", op, ErrStoreUnavailable, redisMaxWriteAttempts)
+	return auth.Session{}, fmt.Errorf("%s: %w: %d conflicting writes in a row", op, auth.ErrStoreUnavailable, redisMaxWriteAttempts)
 }
 
-// Delete implements Store.
-func (r *RedisStore) Delete(ctx context.Context, uploadID string) error {
+// Delete implements auth.Store.
+func (r *Store) Delete(ctx context.Context, uploadID string) error {
 	const op = "delete session"
 	if err := r.begin(ctx, op); err != nil {
 		return err
@@ -483,11 +489,11 @@ func (r *RedisStore) Delete(ctx context.Context, uploadID string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%s: %w: %d conflicting writes in a row", op, ErrStoreUnavailable, redisMaxWriteAttempts)
+	return fmt.Errorf("%s: %w: %d conflicting writes in a row", op, auth.ErrStoreUnavailable, redisMaxWriteAttempts)
 }
 
-// Expired implements Store. It reads only the due part of the sweep index.
-func (r *RedisStore) Expired(ctx context.Context, t time.Time, limit int) ([]Session, error) {
+// Expired implements auth.Store. It reads only the due part of the sweep index.
+func (r *Store) Expired(ctx context.Context, t time.Time, limit int) ([]auth.Session, error) {
 	const op = "list expired sessions"
 	if err := r.begin(ctx, op); err != nil {
 		return nil, err
@@ -495,7 +501,7 @@ func (r *RedisStore) Expired(ctx context.Context, t time.Time, limit int) ([]Ses
 	if limit <= 0 {
 		return nil, nil
 	}
-	var due []Session
+	var due []auth.Session
 	for range redisExpiredRounds {
 		var pruned bool
 		var err error
@@ -512,7 +518,7 @@ func (r *RedisStore) Expired(ctx context.Context, t time.Time, limit int) ([]Ses
 
 // expired is one round of Expired; pruned reports that it removed stale index
 // entries, so that another round may find more due sessions.
-func (r *RedisStore) expired(ctx context.Context, t time.Time, limit int) (due []Session, pruned bool, err error) {
+func (r *Store) expired(ctx context.Context, t time.Time, limit int) (due []auth.Session, pruned bool, err error) {
 	entries, err := r.client.ZRangeArgs(ctx, redis.ZRangeArgs{
 		Key:     r.keySweep(),
 		Start:   "-inf",
@@ -559,7 +565,7 @@ func (r *RedisStore) expired(ctx context.Context, t time.Time, limit int) (due [
 			pruned = true
 			continue
 		}
-		s, err := decodeSession([]byte(rec))
+		s, err := record.Decode([]byte(rec))
 		if err != nil {
 			return nil, false, err
 		}
@@ -568,8 +574,8 @@ func (r *RedisStore) expired(ctx context.Context, t time.Time, limit int) (due [
 	return due, pruned, nil
 }
 
-// Ping implements Store.
-func (r *RedisStore) Ping(ctx context.Context) error {
+// Ping implements auth.Store.
+func (r *Store) Ping(ctx context.Context) error {
 	const op = "ping session store"
 	if err := r.begin(ctx, op); err != nil {
 		return err
@@ -580,20 +586,20 @@ func (r *RedisStore) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements Store. It closes nothing: the Redis client belongs to the
+// Close implements auth.Store. It closes nothing: the Redis client belongs to the
 // caller, who may share it (with the upload locker, say) and closes it after
-// the store. Every later call of the store fails with ErrStoreUnavailable.
-func (r *RedisStore) Close() error {
+// the store. Every later call of the store fails with auth.ErrStoreUnavailable.
+func (r *Store) Close() error {
 	r.closed.Store(true)
 	return nil
 }
 
 // expireAt is the key expiry of a session, as a PEXPIREAT argument ("" none).
-func (r *RedisStore) expireAt(s Session) string {
+func (r *Store) expireAt(s auth.Session) string {
 	if s.SweepAt.IsZero() || r.margin < 0 {
 		return ""
 	}
-	// Both terms are below 2^53 (see sweepNanos): no overflow.
+	// Both terms are below 2^53 (see record.SweepNanos): no overflow.
 	at := redisSweepMillis(s.SweepAt) + r.margin.Milliseconds()
 	return strconv.FormatInt(max(at, 1), 10) // PEXPIREAT wants a positive time; 1 is long past
 }
@@ -617,31 +623,18 @@ func redisBackoff(ctx context.Context, attempt int) error {
 // newRedisVersion returns a fresh, unique session version.
 func newRedisVersion() string { return rand.Text() }
 
-// encodeSession returns the record of s and s as it reads back from it.
-func encodeSession(s Session) (string, Session, error) {
-	v, err := json.Marshal(s)
-	if err != nil {
-		return "", Session{}, fmt.Errorf("encode session: %w", err)
-	}
-	stored, err := decodeSession(v)
-	if err != nil {
-		return "", Session{}, err
-	}
-	return string(v), stored, nil
-}
-
 // redisSweepPrefixLen is the length of the time part of a sweep index entry.
 const redisSweepPrefixLen = 16
 
 // redisSweepPrefix is the time part of a sweep index entry: Unix nanoseconds
 // with the sign bit flipped, as 16 lower-case hex digits.
 func redisSweepPrefix(t time.Time) string {
-	return fmt.Sprintf("%016x", uint64(sweepNanos(t))^(1<<63))
+	return fmt.Sprintf("%016x", record.SweepOrder(t))
 }
 
-// redisSweepMillis is t in Unix milliseconds (rounded down), clamped like sweepNanos.
+// redisSweepMillis is t in Unix milliseconds (rounded down), clamped like record.SweepNanos.
 func redisSweepMillis(t time.Time) int64 {
-	ns := sweepNanos(t)
+	ns := record.SweepNanos(t)
 	ms := ns / int64(time.Millisecond)
 	if ns%int64(time.Millisecond) < 0 {
 		ms--
@@ -650,9 +643,22 @@ func redisSweepMillis(t time.Time) int64 {
 }
 
 // redisSweepEntry returns the sweep index entry and score of s ("" if it has no SweepAt).
-func redisSweepEntry(s Session) (entry, score string) {
+func redisSweepEntry(s auth.Session) (entry, score string) {
 	if s.SweepAt.IsZero() {
 		return "", "0"
 	}
 	return redisSweepPrefix(s.SweepAt) + s.UploadID, strconv.FormatInt(redisSweepMillis(s.SweepAt), 10)
+}
+
+// encode returns the record of s and s as it reads back from it.
+func encode(s auth.Session) (string, auth.Session, error) {
+	v, err := record.Encode(s)
+	if err != nil {
+		return "", auth.Session{}, err
+	}
+	stored, err := record.Decode(v)
+	if err != nil {
+		return "", auth.Session{}, err
+	}
+	return string(v), stored, nil
 }

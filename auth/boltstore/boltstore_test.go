@@ -1,4 +1,4 @@
-package auth_test
+package boltstore_test
 
 import (
 	"context"
@@ -14,14 +14,15 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
 )
 
-func openBolt(t *testing.T, path string) *auth.BoltStore {
+func openBolt(t *testing.T, path string) *boltstore.Store {
 	t.Helper()
-	st, err := auth.OpenBoltStore(path)
+	st, err := boltstore.Open(path)
 	if err != nil {
-		t.Fatalf("OpenBoltStore: %v", err)
+		t.Fatalf("Open: %v", err)
 	}
 	return st
 }
@@ -131,14 +132,14 @@ func TestBoltStoreInUse(t *testing.T) {
 	defer st.Close()
 
 	start := time.Now()
-	second, err := auth.OpenBoltStore(path)
+	second, err := boltstore.Open(path)
 	elapsed := time.Since(start)
 	if err == nil {
 		second.Close()
-		t.Fatal("second OpenBoltStore of an open database succeeded")
+		t.Fatal("second Open of an open database succeeded")
 	}
-	if !errors.Is(err, auth.ErrStoreInUse) {
-		t.Errorf("err = %v, want ErrStoreInUse", err)
+	if !errors.Is(err, boltstore.ErrInUse) {
+		t.Errorf("err = %v, want ErrInUse", err)
 	}
 	if !strings.Contains(err.Error(), "in use by another process") {
 		t.Errorf("error %q does not say that the database is in use", err)
@@ -167,11 +168,11 @@ func TestBoltStoreClosed(t *testing.T) {
 }
 
 func TestBoltStoreBadPath(t *testing.T) {
-	_, err := auth.OpenBoltStore(filepath.Join(t.TempDir(), "missing", "sessions.db"))
+	_, err := boltstore.Open(filepath.Join(t.TempDir(), "missing", "sessions.db"))
 	if err == nil {
-		t.Fatal("OpenBoltStore in a missing directory succeeded")
+		t.Fatal("Open in a missing directory succeeded")
 	}
-	if errors.Is(err, auth.ErrStoreInUse) {
+	if errors.Is(err, boltstore.ErrInUse) {
 		t.Errorf("a missing directory reported as in use: %v", err)
 	}
 }

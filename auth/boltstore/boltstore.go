@@ -1,13 +1,15 @@
-package auth
+// Package boltstore keeps upload sessions in a bbolt database file: the
+// auth.Store of a single gateway, the default. It owns the file's layout
+// (buckets, the sweep and reverse slot indexes, the schema version), the
+// group commit of concurrent writes and the cache of decoded sessions.
+package boltstore
 
 import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,13 +17,16 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/internal/record"
 )
 
-// ErrStoreInUse is returned by OpenBoltStore when another process (or another
-// BoltStore in this process) holds the session database open.
-var ErrStoreInUse = errors.New("session database is in use by another process")
+// ErrInUse is returned by Open when another process (or another
+// Store in this process) holds the session database open.
+var ErrInUse = errors.New("session database is in use by another process")
 
-// boltLockTimeout is how long OpenBoltStore waits for the database file's lock.
+// boltLockTimeout is how long Open waits for the database file's lock.
 const boltLockTimeout = time.Second
 
 // boltSchemaVersion is the layout of the buckets below; stored in the meta bucket.
@@ -37,7 +42,7 @@ const (
 	keyVersion     = "version"
 )
 
-// BoltStore is a Store in a bbolt database file: the embedded, single-node
+// Store is an auth.Store in a bbolt database file: the embedded, single-node
 // default. Every write is committed and synced before the call returns.
 // Writes that arrive while a commit is under way are committed together in
 // the next transaction (group commit): bbolt runs one write transaction at a
@@ -48,8 +53,8 @@ const (
 // the cache instead of decoding the record. The cache is exact because this
 // process is the database's only writer. The file is locked while open, so a
 // second gateway on the same data directory fails to start instead of sharing
-// it. A BoltStore is safe for concurrent use.
-type BoltStore struct {
+// it. A Store is safe for concurrent use.
+type Store struct {
 	db *bolt.DB
 
 	// writes carries write transactions to the committer (commitLoop); it is
@@ -65,12 +70,12 @@ type BoltStore struct {
 	commits atomic.Uint64
 }
 
-var _ Store = (*BoltStore)(nil)
+var _ auth.Store = (*Store)(nil)
 
-// OpenBoltStore opens or creates the session database at path (mode 0600).
+// Open opens or creates the session database at path (mode 0600).
 // If another process holds it open, it fails within about a second with an
-// error matching ErrStoreInUse.
-func OpenBoltStore(path string) (*BoltStore, error) {
+// error matching ErrInUse.
+func Open(path string) (*Store, error) {
 	// The free page list is not written with every commit (it is rebuilt by
 	// a scan when the file is opened, as etcd does), and is kept as a map,
 	// whose allocations do not grow with the file's fragmentation.
@@ -80,7 +85,7 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("open session database %s: %w (its lock was not released within %s)", path, ErrStoreInUse, boltLockTimeout)
+		return nil, fmt.Errorf("open session database %s: %w (its lock was not released within %s)", path, ErrInUse, boltLockTimeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open session database %s: %w", path, err)
@@ -106,11 +111,11 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open session database %s: %w", path, err)
 	}
-	b := &BoltStore{
+	b := &Store{
 		db:     db,
 		writes: make(chan *boltWrite),
 		closed: make(chan struct{}),
-		cache:  sessionCache{m: make(map[string]Session)},
+		cache:  sessionCache{m: make(map[string]auth.Session)},
 	}
 	b.wg.Add(1)
 	go b.commitLoop()
@@ -124,7 +129,7 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 type boltBuckets struct {
 	sessions, slots, uploads, sweep *bolt.Bucket
 
-	written map[string]*Session
+	written map[string]*auth.Session
 	cache   *sessionCache
 }
 
@@ -132,10 +137,10 @@ type boltBuckets struct {
 // transaction left it, else as the cache has it, else decoded from the
 // database. Only the committer may consult the cache here: it is the only
 // writer, so the cache holds the committed session of every upload it has.
-func (bk boltBuckets) current(uploadID string) (Session, bool, error) {
+func (bk boltBuckets) current(uploadID string) (auth.Session, bool, error) {
 	if s, ok := bk.written[uploadID]; ok {
 		if s == nil {
-			return Session{}, false, nil
+			return auth.Session{}, false, nil
 		}
 		return *s, true, nil
 	}
@@ -146,9 +151,9 @@ func (bk boltBuckets) current(uploadID string) (Session, bool, error) {
 	}
 	v := bk.sessions.Get([]byte(uploadID))
 	if v == nil {
-		return Session{}, false, nil
+		return auth.Session{}, false, nil
 	}
-	s, err := decodeSession(v)
+	s, err := record.Decode(v)
 	return s, err == nil, err
 }
 
@@ -166,8 +171,8 @@ func openBuckets(tx *bolt.Tx) (boltBuckets, error) {
 }
 
 // view runs fn in a read-only transaction. Errors of fn are returned as they
-// are; failures of the database itself are wrapped with ErrStoreUnavailable.
-func (b *BoltStore) view(ctx context.Context, op string, fn func(boltBuckets) error) error {
+// are; failures of the database itself are wrapped with auth.ErrStoreUnavailable.
+func (b *Store) view(ctx context.Context, op string, fn func(boltBuckets) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -189,7 +194,7 @@ func (b *BoltStore) view(ctx context.Context, op string, fn func(boltBuckets) er
 // once (if another fn of its group fails, the group is rolled back and run
 // again without it), so it must set all of its results on every run. id is
 // the upload whose session record fn may change (its cache entry is dropped).
-func (b *BoltStore) update(ctx context.Context, op, id string, fn func(boltBuckets) error) error {
+func (b *Store) update(ctx context.Context, op, id string, fn func(boltBuckets) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
@@ -197,7 +202,7 @@ func (b *BoltStore) update(ctx context.Context, op, id string, fn func(boltBucke
 	select {
 	case b.writes <- w:
 	case <-b.closed:
-		return fmt.Errorf("%s: %w: %w", op, ErrStoreUnavailable, bolterrors.ErrDatabaseNotOpen)
+		return fmt.Errorf("%s: %w: %w", op, auth.ErrStoreUnavailable, bolterrors.ErrDatabaseNotOpen)
 	case <-ctx.Done():
 		return fmt.Errorf("%s: %w", op, ctx.Err())
 	}
@@ -214,7 +219,7 @@ func txResult(op string, err, fnErr error) error {
 	case fnErr != nil:
 		return fmt.Errorf("%s: %w", op, fnErr)
 	default: // beginning or committing the transaction failed
-		return fmt.Errorf("%s: %w: %w", op, ErrStoreUnavailable, err)
+		return fmt.Errorf("%s: %w: %w", op, auth.ErrStoreUnavailable, err)
 	}
 }
 
@@ -230,8 +235,12 @@ type boltWrite struct {
 const maxGroup = 256
 
 // commitLoop commits the writes sent to b.writes until the store is closed:
-// the first that arrives with every other writer already waiting.
-func (b *BoltStore) commitLoop() {
+// the first that arrives with every other writer already waiting. bbolt's own
+// DB.Batch groups too, but it holds every batch for MaxBatchDelay (10 ms by
+// default; at zero, writes that arrive during a commit no longer share the
+// next one), hands fn a bare *bolt.Tx without the session cache, and takes
+// no context.
+func (b *Store) commitLoop() {
 	defer b.wg.Done()
 	for {
 		var first *boltWrite
@@ -260,11 +269,11 @@ var errGroupMember = errors.New("a write of the group failed")
 // commit runs the group's fns in one transaction and tells each writer the
 // outcome. A fn that fails is run alone (its failure is its own: nothing of
 // it is committed) and the rest of the group again without it.
-func (b *BoltStore) commit(group []*boltWrite) {
+func (b *Store) commit(group []*boltWrite) {
 	for len(group) > 0 {
 		failed := -1
 		b.commits.Add(1)
-		var written map[string]*Session
+		var written map[string]*auth.Session
 		err := b.db.Update(func(tx *bolt.Tx) error {
 			bk, err := openBuckets(tx)
 			if err != nil {
@@ -273,7 +282,7 @@ func (b *BoltStore) commit(group []*boltWrite) {
 				}
 				return err
 			}
-			written = make(map[string]*Session, len(group))
+			written = make(map[string]*auth.Session, len(group))
 			bk.written, bk.cache = written, &b.cache
 			for i, w := range group {
 				if w.fnErr = w.fn(bk); w.fnErr != nil {
@@ -300,10 +309,10 @@ func (b *BoltStore) commit(group []*boltWrite) {
 	}
 }
 
-// Create implements Store.
-func (b *BoltStore) Create(ctx context.Context, s Session) (stored Session, created bool, err error) {
-	if err := checkNewSession(s); err != nil {
-		return Session{}, false, err
+// Create implements auth.Store.
+func (b *Store) Create(ctx context.Context, s auth.Session) (stored auth.Session, created bool, err error) {
+	if err := record.CheckNew(s); err != nil {
+		return auth.Session{}, false, err
 	}
 	err = b.update(ctx, "create session", s.UploadID, func(bk boltBuckets) error {
 		var found bool
@@ -315,21 +324,21 @@ func (b *BoltStore) Create(ctx context.Context, s Session) (stored Session, crea
 			return err
 		}
 		created = true
-		if mapsSlot(s) && bk.slots.Get([]byte(s.SlotKey)) == nil {
+		if record.MapsSlot(s) && bk.slots.Get([]byte(s.SlotKey)) == nil {
 			return mapSlot(bk, s.SlotKey, s.UploadID)
 		}
 		return nil
 	})
 	if err != nil {
-		return Session{}, false, err
+		return auth.Session{}, false, err
 	}
 	return stored, created, nil
 }
 
-// Get implements Store.
-func (b *BoltStore) Get(ctx context.Context, uploadID string) (s Session, err error) {
+// Get implements auth.Store.
+func (b *Store) Get(ctx context.Context, uploadID string) (s auth.Session, err error) {
 	if err := ctx.Err(); err != nil {
-		return Session{}, fmt.Errorf("get session: %w", err)
+		return auth.Session{}, fmt.Errorf("get session: %w", err)
 	}
 	s, ok, gen := b.cache.get(uploadID)
 	if ok {
@@ -338,13 +347,13 @@ func (b *BoltStore) Get(ctx context.Context, uploadID string) (s Session, err er
 	err = b.viewBucket("get session", bucketSessions, func(bk *bolt.Bucket) error {
 		v := bk.Get([]byte(uploadID))
 		if v == nil {
-			return ErrSessionNotFound
+			return auth.ErrSessionNotFound
 		}
-		s, err = decodeSession(v)
+		s, err = record.Decode(v)
 		return err
 	})
 	if err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	b.cache.put(s, gen)
 	return s, nil
@@ -352,7 +361,7 @@ func (b *BoltStore) Get(ctx context.Context, uploadID string) (s Session, err er
 
 // viewBucket runs fn on one bucket in a read-only transaction (opening only
 // the bucket needed is a measurable part of a HEAD).
-func (b *BoltStore) viewBucket(op, name string, fn func(*bolt.Bucket) error) error {
+func (b *Store) viewBucket(op, name string, fn func(*bolt.Bucket) error) error {
 	var fnErr error
 	err := b.db.View(func(tx *bolt.Tx) error {
 		bk := tx.Bucket([]byte(name))
@@ -366,15 +375,15 @@ func (b *BoltStore) viewBucket(op, name string, fn func(*bolt.Bucket) error) err
 	return txResult(op, err, fnErr)
 }
 
-// LookupSlot implements Store.
-func (b *BoltStore) LookupSlot(ctx context.Context, slotKey string) (uploadID string, err error) {
+// LookupSlot implements auth.Store.
+func (b *Store) LookupSlot(ctx context.Context, slotKey string) (uploadID string, err error) {
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("look up slot: %w", err)
 	}
 	err = b.viewBucket("look up slot", bucketSlots, func(bk *bolt.Bucket) error {
 		v := bk.Get([]byte(slotKey))
 		if v == nil {
-			return ErrSessionNotFound
+			return auth.ErrSessionNotFound
 		}
 		uploadID = string(v) // copies: v is only valid inside the transaction
 		return nil
@@ -385,32 +394,32 @@ func (b *BoltStore) LookupSlot(ctx context.Context, slotKey string) (uploadID st
 	return uploadID, nil
 }
 
-// Update implements Store.
-func (b *BoltStore) Update(ctx context.Context, uploadID string, fn func(*Session) error) (s Session, err error) {
+// Update implements auth.Store.
+func (b *Store) Update(ctx context.Context, uploadID string, fn func(*auth.Session) error) (s auth.Session, err error) {
 	err = b.update(ctx, "update session", uploadID, func(bk boltBuckets) error {
 		s, err = modifySession(bk, uploadID, fn)
 		return err
 	})
 	if err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	return s, nil
 }
 
-// Rebind implements Store.
-func (b *BoltStore) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*Session) error) (s Session, err error) {
+// Rebind implements auth.Store.
+func (b *Store) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*auth.Session) error) (s auth.Session, err error) {
 	if slotKey == "" {
-		return Session{}, errors.New("rebind session: empty slot key")
+		return auth.Session{}, errors.New("rebind session: empty slot key")
 	}
 	err = b.update(ctx, "rebind session", uploadID, func(bk boltBuckets) error {
 		if _, found, err := bk.current(uploadID); err != nil || !found {
 			if err == nil {
-				err = ErrSessionNotFound
+				err = auth.ErrSessionNotFound
 			}
 			return err
 		}
 		if prev := bk.slots.Get([]byte(slotKey)); prev != nil && string(prev) != uploadID {
-			return ErrSlotTaken
+			return auth.ErrSlotTaken
 		}
 		if s, err = modifySession(bk, uploadID, fn); err != nil {
 			return err
@@ -418,13 +427,13 @@ func (b *BoltStore) Rebind(ctx context.Context, uploadID, slotKey string, fn fun
 		return mapSlot(bk, slotKey, uploadID)
 	})
 	if err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	return s, nil
 }
 
-// Delete implements Store.
-func (b *BoltStore) Delete(ctx context.Context, uploadID string) error {
+// Delete implements auth.Store.
+func (b *Store) Delete(ctx context.Context, uploadID string) error {
 	return b.update(ctx, "delete session", uploadID, func(bk boltBuckets) error {
 		id := []byte(uploadID)
 		old, found, err := bk.current(uploadID)
@@ -464,12 +473,12 @@ func (b *BoltStore) Delete(ctx context.Context, uploadID string) error {
 	})
 }
 
-// Expired implements Store. It reads only the due part of the sweep index.
-func (b *BoltStore) Expired(ctx context.Context, t time.Time, limit int) (due []Session, err error) {
+// Expired implements auth.Store. It reads only the due part of the sweep index.
+func (b *Store) Expired(ctx context.Context, t time.Time, limit int) (due []auth.Session, err error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	before := sweepNanos(t)
+	before := record.SweepNanos(t)
 	err = b.view(ctx, "list expired sessions", func(bk boltBuckets) error {
 		c := bk.sweep.Cursor()
 		for k, _ := c.First(); k != nil && len(due) < limit; k, _ = c.Next() {
@@ -483,7 +492,7 @@ func (b *BoltStore) Expired(ctx context.Context, t time.Time, limit int) (due []
 			if v == nil {
 				continue // cannot happen: every write keeps the index consistent
 			}
-			s, err := decodeSession(v)
+			s, err := record.Decode(v)
 			if err != nil {
 				return err
 			}
@@ -500,13 +509,13 @@ func (b *BoltStore) Expired(ctx context.Context, t time.Time, limit int) (due []
 	return due, nil
 }
 
-// Ping implements Store: it runs a read transaction.
-func (b *BoltStore) Ping(ctx context.Context) error {
+// Ping implements auth.Store: it runs a read transaction.
+func (b *Store) Ping(ctx context.Context) error {
 	return b.view(ctx, "ping session store", func(boltBuckets) error { return nil })
 }
 
-// Close implements Store: it closes the database and releases its lock.
-func (b *BoltStore) Close() error {
+// Close implements auth.Store: it closes the database and releases its lock.
+func (b *Store) Close() error {
 	b.close.Do(func() { close(b.closed) })
 	b.wg.Wait() // the commit under way ends first
 	if err := b.db.Close(); err != nil {
@@ -516,20 +525,20 @@ func (b *BoltStore) Close() error {
 }
 
 // modifySession applies fn to the stored session and writes the result.
-func modifySession(bk boltBuckets, uploadID string, fn func(*Session) error) (Session, error) {
+func modifySession(bk boltBuckets, uploadID string, fn func(*auth.Session) error) (auth.Session, error) {
 	old, found, err := bk.current(uploadID)
 	if err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	if !found {
-		return Session{}, ErrSessionNotFound
+		return auth.Session{}, auth.ErrSessionNotFound
 	}
 	s := old
 	if err := fn(&s); err != nil {
-		return Session{}, err
+		return auth.Session{}, err
 	}
 	if s.UploadID != uploadID {
-		return Session{}, errUploadIDChanged
+		return auth.Session{}, record.ErrUploadIDChanged
 	}
 	return putSession(bk, &old, s)
 }
@@ -537,52 +546,38 @@ func modifySession(bk boltBuckets, uploadID string, fn func(*Session) error) (Se
 // putSession writes s, replacing old (nil for a new session), and moves its
 // sweep index entry. It returns s as it now reads back, and records it in
 // bk.written.
-func putSession(bk boltBuckets, old *Session, s Session) (Session, error) {
-	s = storedTimes(s)
-	v, err := json.Marshal(s)
+func putSession(bk boltBuckets, old *auth.Session, s auth.Session) (auth.Session, error) {
+	s = record.Stored(s)
+	v, err := record.Encode(s)
 	if err != nil {
-		return Session{}, fmt.Errorf("encode session: %w", err)
+		return auth.Session{}, err
 	}
 	stored := s
 	if !validUTF8(s) { // JSON replaced the invalid bytes: read them back
-		if stored, err = decodeSession(v); err != nil {
-			return Session{}, err
+		if stored, err = record.Decode(v); err != nil {
+			return auth.Session{}, err
 		}
 	}
 	if old != nil && !old.SweepAt.IsZero() {
 		if err := bk.sweep.Delete(sweepKey(old.SweepAt, old.UploadID)); err != nil {
-			return Session{}, fmt.Errorf("delete sweep entry: %w", err)
+			return auth.Session{}, fmt.Errorf("delete sweep entry: %w", err)
 		}
 	}
 	if !s.SweepAt.IsZero() {
 		if err := bk.sweep.Put(sweepKey(s.SweepAt, s.UploadID), nil); err != nil {
-			return Session{}, fmt.Errorf("write sweep entry: %w", err)
+			return auth.Session{}, fmt.Errorf("write sweep entry: %w", err)
 		}
 	}
 	if err := bk.sessions.Put([]byte(s.UploadID), v); err != nil {
-		return Session{}, fmt.Errorf("write session record: %w", err)
+		return auth.Session{}, fmt.Errorf("write session record: %w", err)
 	}
 	bk.written[s.UploadID] = &stored
 	return stored, nil
 }
 
-// storedTimes returns s with its times as a JSON record gives them back: in
-// UTC, without a monotonic clock reading. Encoding such a session and
-// decoding it again gives the same session, so a write need not decode what
-// it stored.
-func storedTimes(s Session) Session {
-	for _, t := range []*time.Time{
-		&s.Created, &s.LastSeen, &s.IdleDeadline, &s.AbsDeadline,
-		&s.FileExpires, &s.CompletedAt, &s.FirstCreated, &s.SweepAt,
-	} {
-		*t = t.Round(0).UTC()
-	}
-	return s
-}
-
 // validUTF8 reports whether every string of s is valid UTF-8 (JSON encodes
 // the others with replacement characters).
-func validUTF8(s Session) bool {
+func validUTF8(s auth.Session) bool {
 	for _, v := range []string{s.UploadID, s.SlotKey, s.SlotPath, string(s.Kind), string(s.Protocol), s.Subject, s.Type, s.LastAddr} {
 		if !utf8.ValidString(v) {
 			return false
@@ -592,14 +587,14 @@ func validUTF8(s Session) bool {
 }
 
 // mapSlot maps slotKey to uploadID unless it is mapped already: to uploadID
-// (nothing to do) or to another upload (ErrSlotTaken, nothing changed).
+// (nothing to do) or to another upload (auth.ErrSlotTaken, nothing changed).
 func mapSlot(bk boltBuckets, slotKey, uploadID string) error {
 	key := []byte(slotKey)
 	if prev := bk.slots.Get(key); prev != nil {
 		if string(prev) == uploadID {
 			return nil
 		}
-		return ErrSlotTaken
+		return auth.ErrSlotTaken
 	}
 	if err := bk.slots.Put(key, []byte(uploadID)); err != nil {
 		return fmt.Errorf("write slot mapping: %w", err)
@@ -610,32 +605,12 @@ func mapSlot(bk boltBuckets, slotKey, uploadID string) error {
 	return nil
 }
 
-func decodeSession(v []byte) (Session, error) {
-	var s Session
-	if err := json.Unmarshal(v, &s); err != nil {
-		return Session{}, fmt.Errorf("decode session record: %w", err)
-	}
-	return s, nil
-}
-
 // uploadPrefix is the reverse-index prefix of an upload: its ID's length as
 // two big-endian bytes, then the ID, so that no ID is a prefix of another's entries.
 func uploadPrefix(uploadID string) []byte {
 	p := make([]byte, 2, 2+len(uploadID)+64)
-	binary.BigEndian.PutUint16(p, uint16(min(len(uploadID), maxStoredUploadID)))
+	binary.BigEndian.PutUint16(p, uint16(min(len(uploadID), record.MaxUploadID)))
 	return append(p, uploadID...)
-}
-
-// sweepNanos is t in Unix nanoseconds, clamped to the range that UnixNano
-// can represent (years 1677 to 2262).
-func sweepNanos(t time.Time) int64 {
-	switch {
-	case t.Before(time.Unix(0, math.MinInt64)):
-		return math.MinInt64
-	case t.After(time.Unix(0, math.MaxInt64)):
-		return math.MaxInt64
-	}
-	return t.UnixNano()
 }
 
 // sweepKey is the sweep index key of a session: its SweepAt as 8 big-endian
@@ -643,7 +618,7 @@ func sweepNanos(t time.Time) int64 {
 // time order, even before 1970), then the upload ID.
 func sweepKey(at time.Time, uploadID string) []byte {
 	k := make([]byte, 8, 8+len(uploadID))
-	binary.BigEndian.PutUint64(k, uint64(sweepNanos(at))^(1<<63))
+	binary.BigEndian.PutUint64(k, record.SweepOrder(at))
 	return append(k, uploadID...)
 }
 
@@ -661,10 +636,10 @@ const sessionCacheSize = 8192
 type sessionCache struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]Session
+	m   map[string]auth.Session
 }
 
-func (c *sessionCache) get(id string) (Session, bool, uint64) {
+func (c *sessionCache) get(id string) (auth.Session, bool, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s, ok := c.m[id]
@@ -672,7 +647,7 @@ func (c *sessionCache) get(id string) (Session, bool, uint64) {
 }
 
 // put caches s if no write was committed since gen.
-func (c *sessionCache) put(s Session, gen uint64) {
+func (c *sessionCache) put(s auth.Session, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {
@@ -682,7 +657,7 @@ func (c *sessionCache) put(s Session, gen uint64) {
 }
 
 // store caches s; if the cache is full, an arbitrary entry makes room.
-func (c *sessionCache) store(s Session) {
+func (c *sessionCache) store(s auth.Session) {
 	if _, ok := c.m[s.UploadID]; !ok && len(c.m) >= sessionCacheSize {
 		for k := range c.m {
 			delete(c.m, k)
@@ -695,7 +670,7 @@ func (c *sessionCache) store(s Session) {
 // committed records a committed transaction: the sessions its writes stored
 // (written, nil for a deleted one) replace the cached ones, and any other
 // session a write of group named is dropped.
-func (c *sessionCache) committed(group []*boltWrite, written map[string]*Session) {
+func (c *sessionCache) committed(group []*boltWrite, written map[string]*auth.Session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++

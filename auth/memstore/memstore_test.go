@@ -1,4 +1,4 @@
-package auth_test
+package memstore_test
 
 import (
 	"context"
@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/memstore"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
 )
 
 func TestMemoryStoreContract(t *testing.T) {
 	sessiontest.Run(t, func(t *testing.T) auth.Store {
-		st := auth.NewMemoryStore()
+		st := memstore.New()
 		t.Cleanup(func() {
 			if err := st.Close(); err != nil {
 				t.Errorf("Close: %v", err)
@@ -23,7 +24,7 @@ func TestMemoryStoreContract(t *testing.T) {
 
 func TestMemoryStoreClosed(t *testing.T) {
 	ctx := context.Background()
-	st := auth.NewMemoryStore()
+	st := memstore.New()
 	if _, _, err := st.Create(ctx, sessiontest.Sample(1)); err != nil {
 		t.Fatalf("Create: %v", err)
 	}

@@ -1,4 +1,4 @@
-package auth_test
+package boltstore_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
 )
 
 // BenchmarkBoltStoreUpload measures what one upload costs the bbolt session
@@ -20,7 +21,7 @@ import (
 // is what limits how many uploads a second the gateway takes.
 func BenchmarkBoltStoreUpload(b *testing.B) {
 	ctx := context.Background()
-	st, err := auth.OpenBoltStore(filepath.Join(b.TempDir(), "sessions.db"))
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "sessions.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package auth_test
+package redisstore_test
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
 	"github.com/uploadgate/uploadgate/internal/testredis"
 )
@@ -31,7 +32,9 @@ func newRedisClient(t *testing.T, addr string) *redis.Client {
 		DialTimeout:  300 * time.Millisecond,
 		ReadTimeout:  300 * time.Millisecond,
 		WriteTimeout: 300 * time.Millisecond,
-		PoolTimeout:  300 * time.Millisecond,
+		// Many goroutines share the pool in the concurrency tests; under the race
+		// detector on a busy machine a short wait for a connection flakes.
+		PoolTimeout:  5 * time.Second,
 		MaxRetries:   1,
 		// Fail fast when the server is down.
 		DialerRetries:      1,
@@ -41,8 +44,8 @@ func newRedisClient(t *testing.T, addr string) *redis.Client {
 	return c
 }
 
-// redisLayout names the keys of a RedisStore with a key prefix, as documented
-// on RedisStore.
+// redisLayout names the keys of a Store with a key prefix, as documented
+// on Store.
 type redisLayout struct{ prefix string }
 
 func (l redisLayout) tagged() string               { return l.prefix + "{sessions}:" }
@@ -204,9 +207,9 @@ func TestRedisStoreContract(t *testing.T) {
 	sessiontest.Run(t, func(t *testing.T) auth.Store {
 		n++
 		prefix := fmt.Sprintf("contract%d:", n)
-		st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: prefix})
+		st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix})
 		t.Cleanup(func() {
-			checkRedisKeys(t, client, prefix, auth.DefaultRedisExpiryMargin)
+			checkRedisKeys(t, client, prefix, redisstore.DefaultExpiryMargin)
 			if err := st.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
@@ -224,7 +227,7 @@ func TestRedisStoreExpiry(t *testing.T) {
 	t.Run("follows SweepAt", func(t *testing.T) {
 		const prefix = "expiry:"
 		l := redisLayout{prefix}
-		st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: prefix})
+		st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix})
 		s := sessiontest.Sample(1)
 		if _, _, err := st.Create(ctx, s); err != nil {
 			t.Fatal(err)
@@ -288,7 +291,7 @@ func TestRedisStoreExpiry(t *testing.T) {
 	t.Run("margin option", func(t *testing.T) {
 		for _, margin := range []time.Duration{time.Hour, -1} {
 			prefix := fmt.Sprintf("margin%d:", margin)
-			st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: prefix, ExpiryMargin: margin})
+			st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, ExpiryMargin: margin})
 			s := sessiontest.Sample(1)
 			if _, _, err := st.Create(ctx, s); err != nil {
 				t.Fatal(err)
@@ -306,7 +309,7 @@ func TestRedisStoreExpiry(t *testing.T) {
 	t.Run("Redis deletes what the clean-up missed", func(t *testing.T) {
 		const prefix = "gone:"
 		l := redisLayout{prefix}
-		st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: prefix, ExpiryMargin: time.Hour})
+		st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, ExpiryMargin: time.Hour})
 		// Three sessions whose keys expire in 1.5 s, a due one that Redis
 		// keeps for another 10 minutes, and one far in the future.
 		now := time.Now()
@@ -380,7 +383,7 @@ func TestRedisStoreExpiredPrecision(t *testing.T) {
 	srv := testredis.Start(t)
 	client := newRedisClient(t, srv.Addr)
 	ctx := context.Background()
-	st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: "precision:"})
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: "precision:"})
 	at := time.Date(2031, 1, 2, 3, 4, 5, 7_000_000, time.UTC)
 	// Upload ID order is the reverse of time order.
 	var ids []string
@@ -433,7 +436,7 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	client := newRedisClient(t, srv.Addr)
 	ctx := context.Background()
 	const prefix = "restart:"
-	st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: prefix})
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix})
 	a, b := sessiontest.Sample(1), sessiontest.Sample(2)
 	for _, s := range []auth.Session{a, b} {
 		if _, _, err := st.Create(ctx, s); err != nil {
@@ -469,7 +472,7 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 			t.Errorf("LookupSlot after restart = %q, %v; want %q", got, err, want)
 		}
 	}
-	checkRedisKeys(t, client, prefix, auth.DefaultRedisExpiryMargin)
+	checkRedisKeys(t, client, prefix, redisstore.DefaultExpiryMargin)
 	due, err := st.Expired(ctx, b.SweepAt.Add(time.Nanosecond), 10)
 	if err != nil || len(due) != 2 || due[0].UploadID != a.UploadID || due[1].UploadID != b.UploadID {
 		t.Errorf("Expired after restart = %v, %v; want both, oldest first", due, err)
@@ -489,7 +492,7 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	if got, err := st.LookupSlot(ctx, sessiontest.SlotKey(2)); err != nil || got != b.UploadID {
 		t.Errorf("LookupSlot of the other upload's slot after Delete = %q, %v; want %q", got, err, b.UploadID)
 	}
-	checkRedisKeys(t, client, prefix, auth.DefaultRedisExpiryMargin)
+	checkRedisKeys(t, client, prefix, redisstore.DefaultExpiryMargin)
 }
 
 // storeCalls calls every method of st once.
@@ -589,7 +592,7 @@ func TestRedisStoreUnavailable(t *testing.T) {
 	// ErrSessionNotFound (404), and comes within the client's timeouts.
 	stopped := func(t *testing.T) string {
 		srv := testredis.Start(t)
-		st := auth.NewRedisStore(newRedisClient(t, srv.Addr), auth.RedisOptions{})
+		st := redisstore.New(newRedisClient(t, srv.Addr), redisstore.Options{})
 		if _, _, err := st.Create(context.Background(), sessiontest.Sample(1)); err != nil {
 			t.Fatal(err)
 		}
@@ -613,7 +616,7 @@ func TestRedisStoreUnavailable(t *testing.T) {
 	}
 	for _, srv := range servers {
 		t.Run(srv.name, func(t *testing.T) {
-			st := auth.NewRedisStore(newRedisClient(t, srv.addr(t)), auth.RedisOptions{})
+			st := redisstore.New(newRedisClient(t, srv.addr(t)), redisstore.Options{})
 			for _, c := range storeCalls(st) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				start := time.Now()
@@ -638,7 +641,7 @@ func TestRedisStoreClose(t *testing.T) {
 	srv := testredis.Start(t)
 	client := newRedisClient(t, srv.Addr)
 	ctx := context.Background()
-	st := auth.NewRedisStore(client, auth.RedisOptions{})
+	st := redisstore.New(client, redisstore.Options{})
 	if _, _, err := st.Create(ctx, sessiontest.Sample(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -654,7 +657,7 @@ func TestRedisStoreClose(t *testing.T) {
 	if err := client.Ping(ctx).Err(); err != nil {
 		t.Errorf("client after the store's Close: %v", err)
 	}
-	if _, err := auth.NewRedisStore(client, auth.RedisOptions{}).Get(ctx, sessiontest.ID(1)); err != nil {
+	if _, err := redisstore.New(client, redisstore.Options{}).Get(ctx, sessiontest.ID(1)); err != nil {
 		t.Errorf("Get through a new store: %v", err)
 	}
 }
@@ -663,8 +666,8 @@ func TestRedisStoreKeyPrefix(t *testing.T) {
 	srv := testredis.Start(t)
 	client := newRedisClient(t, srv.Addr)
 	ctx := context.Background()
-	def := auth.NewRedisStore(client, auth.RedisOptions{})
-	other := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: "other:"})
+	def := redisstore.New(client, redisstore.Options{})
+	other := redisstore.New(client, redisstore.Options{KeyPrefix: "other:"})
 	s := sessiontest.Sample(1)
 	if _, _, err := def.Create(ctx, s); err != nil {
 		t.Fatal(err)
@@ -675,15 +678,15 @@ func TestRedisStoreKeyPrefix(t *testing.T) {
 	if _, err := other.Get(ctx, s.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Errorf("Get under another prefix: err = %v, want ErrSessionNotFound", err)
 	}
-	checkRedisKeys(t, client, "uploadgate:", auth.DefaultRedisExpiryMargin)
+	checkRedisKeys(t, client, "uploadgate:", redisstore.DefaultExpiryMargin)
 	for _, bad := range []string{"a{b}:", "x{", "}"} {
 		func() {
 			defer func() {
 				if recover() == nil {
-					t.Errorf("NewRedisStore accepted the key prefix %q", bad)
+					t.Errorf("New accepted the key prefix %q", bad)
 				}
 			}()
-			auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: bad})
+			redisstore.New(client, redisstore.Options{KeyPrefix: bad})
 		}()
 	}
 }
@@ -693,8 +696,8 @@ func TestRedisStoreSharedByInstances(t *testing.T) {
 	// are atomic with respect to each other.
 	srv := testredis.Start(t)
 	ctx := context.Background()
-	a := auth.NewRedisStore(newRedisClient(t, srv.Addr), auth.RedisOptions{})
-	b := auth.NewRedisStore(newRedisClient(t, srv.Addr), auth.RedisOptions{})
+	a := redisstore.New(newRedisClient(t, srv.Addr), redisstore.Options{})
+	b := redisstore.New(newRedisClient(t, srv.Addr), redisstore.Options{})
 	s := sessiontest.Sample(1)
 	s.Rebinds = 0
 	if _, _, err := a.Create(ctx, s); err != nil {
@@ -730,11 +733,14 @@ func TestRedisStoreSharedByInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := newRedisClient(t, srv.Addr)
-	checkRedisKeys(t, client, "uploadgate:", auth.DefaultRedisExpiryMargin)
+	checkRedisKeys(t, client, "uploadgate:", redisstore.DefaultExpiryMargin)
 	if keys, err := client.Keys(ctx, "*").Result(); err != nil || len(keys) != 0 {
 		t.Errorf("keys left after Delete: %d, %v", len(keys), err)
 	}
 }
+
+// sessIDKey derives the upload IDs of the session manager's test.
+var sessIDKey = []byte("0123456789abcdef0123456789abcdef")
 
 func TestSessionsWithRedisStore(t *testing.T) {
 	// The session manager end to end on Redis: open, touch, complete, rebind,
@@ -744,14 +750,14 @@ func TestSessionsWithRedisStore(t *testing.T) {
 	ctx := context.Background()
 	const prefix = "manager:"
 	l := redisLayout{prefix}
-	st := auth.NewRedisStore(client, auth.RedisOptions{KeyPrefix: prefix})
-	clock := newFakeClock()
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix})
+	clock := sessiontest.NewClock()
 	p := auth.DefaultPolicy()
 	m := auth.NewSessions(st, p, clock.Now)
 	start := clock.Now()
 
 	// A whole upload and a partial upload under one slot; another whole upload.
-	slotA := testSlot("d1/photo.jpg", 4096, "sig-a")
+	slotA := sessiontest.Slot("d1/photo.jpg", 4096, "sig-a")
 	whole, created, err := m.Open(ctx, slotA, auth.DeriveUploadID(sessIDKey, slotA.Path), auth.KindWhole, "192.0.2.1")
 	if err != nil || !created {
 		t.Fatalf("Open whole = %v, %v", created, err)
@@ -764,7 +770,7 @@ func TestSessionsWithRedisStore(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("Open partial = %v, %v", created, err)
 	}
-	slotC := testSlot("d3/doc.pdf", 10, "sig-c")
+	slotC := sessiontest.Slot("d3/doc.pdf", 10, "sig-c")
 	other, _, err := m.Open(ctx, slotC, auth.DeriveUploadID(sessIDKey, slotC.Path), auth.KindWhole, "")
 	if err != nil {
 		t.Fatal(err)
@@ -785,7 +791,7 @@ func TestSessionsWithRedisStore(t *testing.T) {
 	if !touched.SweepAt.After(whole.SweepAt) {
 		t.Fatalf("Touch did not move SweepAt")
 	}
-	if got, want := pexpireTime(t, client, l.session(whole.UploadID)), wantExpireTime(touched, auth.DefaultRedisExpiryMargin); got != want {
+	if got, want := pexpireTime(t, client, l.session(whole.UploadID)), wantExpireTime(touched, redisstore.DefaultExpiryMargin); got != want {
 		t.Errorf("after Touch the session expires at %d, want %d", got, want)
 	}
 
@@ -794,7 +800,7 @@ func TestSessionsWithRedisStore(t *testing.T) {
 	if _, err := m.Authorize(ctx, whole.UploadID); !errors.Is(err, auth.ErrSessionExpired) {
 		t.Fatalf("Authorize after the deadline: err = %v", err)
 	}
-	slotB := testSlot("d2/photo.jpg", 4096, "sig-b")
+	slotB := sessiontest.Slot("d2/photo.jpg", 4096, "sig-b")
 	rebound, err := m.Rebind(ctx, whole.UploadID, slotB, "203.0.113.3")
 	if err != nil || rebound.Rebinds != 1 {
 		t.Fatalf("Rebind = %d, %v", rebound.Rebinds, err)
@@ -808,7 +814,7 @@ func TestSessionsWithRedisStore(t *testing.T) {
 	if got, created, err := m.Open(ctx, slotB, auth.DeriveUploadID(sessIDKey, slotB.Path), auth.KindWhole, ""); err != nil || created || got.UploadID != whole.UploadID {
 		t.Errorf("Open with the re-bound slot = %v, %v, %v", got.UploadID, created, err)
 	}
-	checkRedisKeys(t, client, prefix, auth.DefaultRedisExpiryMargin)
+	checkRedisKeys(t, client, prefix, redisstore.DefaultExpiryMargin)
 
 	// Complete: a file kept forever, so no key expiry any more.
 	done, err := m.Complete(ctx, whole.UploadID)
@@ -820,7 +826,7 @@ func TestSessionsWithRedisStore(t *testing.T) {
 			t.Errorf("%s of a complete upload kept forever expires at %d", strings.TrimPrefix(k, l.tagged()), got)
 		}
 	}
-	checkRedisKeys(t, client, prefix, auth.DefaultRedisExpiryMargin)
+	checkRedisKeys(t, client, prefix, redisstore.DefaultExpiryMargin)
 
 	// Due: the abandoned uploads once their retention ended, oldest first.
 	clock.Set(start.Add(p.IdleTTL + p.Retention - time.Minute))
