@@ -34,8 +34,8 @@ func newRedisClient(t *testing.T, addr string) *redis.Client {
 		WriteTimeout: 300 * time.Millisecond,
 		// Many goroutines share the pool in the concurrency tests; under the race
 		// detector on a busy machine a short wait for a connection flakes.
-		PoolTimeout:  5 * time.Second,
-		MaxRetries:   1,
+		PoolTimeout: 5 * time.Second,
+		MaxRetries:  1,
 		// Fail fast when the server is down.
 		DialerRetries:      1,
 		DialerRetryTimeout: 10 * time.Millisecond,
