@@ -24,6 +24,7 @@ import (
 // appends the rest (PATCH). tusd implements the procedures; the gateway checks
 // the slot first, states the slot's size as Upload-Limit, and answers where
 // tusd's answers fall short of the draft's text (see docs/ietf.md).
+// Versions 7 and 8, which tusd does not speak, are in ietf7.go.
 
 // draftVersionField names the draft's interop version in requests and answers.
 const draftVersionField = "Upload-Draft-Interop-Version"
