@@ -122,7 +122,9 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, status int, body 
 	status, replaced := g.finish(w, r, status)
 	if replaced != "" {
 		body = replaced
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if w.Header().Get("Content-Type") != problemJSON {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		}
 	}
 	if r.Method != http.MethodHead {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))

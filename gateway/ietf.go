@@ -24,6 +24,7 @@ import (
 // appends the rest (PATCH). tusd implements the procedures; the gateway checks
 // the slot first, states the slot's size as Upload-Limit, and answers where
 // tusd's answers fall short of the draft's text (see docs/ietf.md).
+// Versions 7 and 8, which tusd does not speak, are in ietf7.go.
 
 // draftVersionField names the draft's interop version in requests and answers.
 const draftVersionField = "Upload-Draft-Interop-Version"
@@ -31,9 +32,10 @@ const draftVersionField = "Upload-Draft-Interop-Version"
 // statusResumptionSupported is the draft's informational 104.
 const statusResumptionSupported = 104
 
-// draftVersion is the interop version a request speaks: 3 to 6, or 0 when it
+// draftVersion is the interop version a request speaks: 3 to 8, or 0 when it
 // sends none or one the gateway does not speak (then no 104 is ever sent).
-// The field is compared as tusd compares it, so both always agree.
+// Versions 3 to 6 are compared as tusd compares them, so both always agree;
+// 7 and 8, which tusd does not speak, are answered by the gateway (ietf7.go).
 func draftVersion(r *http.Request) int {
 	switch r.Header.Get(draftVersionField) {
 	case "3":
@@ -44,6 +46,10 @@ func draftVersion(r *http.Request) int {
 		return 5
 	case "6":
 		return 6
+	case "7":
+		return 7
+	case "8":
+		return 8
 	}
 	return 0
 }
@@ -122,8 +128,9 @@ func (g *Gateway) draftLimit(size int64) string {
 	return "max-size=" + strconv.FormatInt(size, 10)
 }
 
-// withExpires adds the draft's expires limit (version 6: the seconds the upload
-// resource still lives) when the answer carries the session's Upload-Expires.
+// withExpires adds the draft's lifetime limit (the seconds the upload resource
+// still lives: expires in version 6, max-age from version 7) when the answer
+// carries the session's Upload-Expires.
 func (g *Gateway) withExpires(limit string, h http.Header, v int) string {
 	if v < 6 {
 		return limit
@@ -132,8 +139,18 @@ func (g *Gateway) withExpires(limit string, h http.Header, v int) string {
 	if err != nil {
 		return limit
 	}
-	secs := int64(t.Sub(g.now()) / time.Second)
-	return limit + ", expires=" + strconv.FormatInt(max(secs, 0), 10)
+	return g.withLifetime(limit, t, v)
+}
+
+// withLifetime adds the lifetime limit of a version-v answer for an upload
+// resource that lives until deadline.
+func (g *Gateway) withLifetime(limit string, deadline time.Time, v int) string {
+	key := "expires"
+	if v >= 7 {
+		key = "max-age"
+	}
+	secs := int64(deadline.Sub(g.now()) / time.Second)
+	return limit + ", " + key + "=" + strconv.FormatInt(max(secs, 0), 10)
 }
 
 // slotLimit is the Upload-Limit for a slot URL: the slot's size when the
@@ -206,6 +223,8 @@ type draftReq struct {
 	// limit is the Upload-Limit of an OPTIONS answer (draftOptions).
 	limit    string
 	informed bool // a 104 went out
+	// problem is the problem details (RFC 9457) of a refusal (version 7 on).
+	problem *problem
 }
 
 type draftKey struct{}
@@ -243,6 +262,9 @@ func (d *draftReq) finish(h http.Header, code int) (int, string) {
 		if h.Get("Retry-After") == "" {
 			h.Set("Retry-After", strconv.Itoa(retryAfter))
 		}
+	}
+	if d.v >= 7 {
+		return d.finish7(h, code)
 	}
 	body := ""
 	switch d.kind {
@@ -415,6 +437,9 @@ func (g *Gateway) draftAtSlot(w http.ResponseWriter, r *http.Request, sp slotPat
 			g.writeRefusal(w, r, refuse(http.StatusBadRequest, err.Error()))
 			return nil, false
 		case ok && complete && r.ContentLength >= 0 && r.ContentLength != n:
+			if v >= 7 {
+				r = withDraft(r, &draftReq{g: g, v: v, kind: draftPut, size: -1, problem: problemInconsistentLength()})
+			}
 			g.writeRefusal(w, r, refuse(http.StatusBadRequest, "Upload-Length differs from Content-Length"))
 			return nil, false
 		case !ok && !complete:
@@ -444,6 +469,13 @@ func (g *Gateway) draftAtSlot(w http.ResponseWriter, r *http.Request, sp slotPat
 			return nil, false
 		}
 		d.kind, d.limit = draftOptions, limit
+		if v >= 7 {
+			// tusd does not speak versions 7 and 8: the gateway answers.
+			r = withDraft(r, d)
+			w.Header().Set("Allow", "PUT, POST, HEAD, GET, OPTIONS")
+			g.send(w, r, http.StatusOK, "")
+			return nil, false
+		}
 	default:
 		return r, true
 	}
@@ -458,6 +490,12 @@ func (g *Gateway) draftAtUpload(w http.ResponseWriter, r *http.Request) (*http.R
 	v := draftVersion(r)
 	if v == 0 {
 		return r, true
+	}
+	if v >= 7 {
+		// tusd does not speak versions 7 and 8: the gateway answers them
+		// from the core's outcome of plain tus requests.
+		g.draftAtUpload7(w, r, v)
+		return nil, false
 	}
 	id, _ := strings.CutPrefix(r.URL.Path, g.cfg.TusBase)
 	switch r.Method {
@@ -529,6 +567,10 @@ func (g *Gateway) draftAnnounce(w http.ResponseWriter, r *http.Request, id strin
 // of putAtSlot: tusd's creation in the draft's form (it sends the 104 with
 // the upload URL once the upload exists), then 201.
 func (g *Gateway) putCreateDraft(w http.ResponseWriter, r *http.Request, d *draftReq, slot auth.Slot, id, addr string, body io.Reader, size int64, meta map[string]string) {
+	if d.v >= 7 {
+		g.putCreateDraft7(w, r, d, slot, id, addr, body, size, meta)
+		return
+	}
 	d.id, d.size = id, size
 	cr := &creation{slot: slot, uploadID: id, kind: auth.KindWhole, addr: addr}
 	out := g.tus.Do(w, r, upload.Call{

@@ -166,8 +166,9 @@ func TestIETFDraftPlainPutNoInformational(t *testing.T) {
 		h    http.Header
 	}{
 		{"plain", drafttest.Header("Content-Type", "text/plain")},
-		{"interop 7", drafttest.Header("Content-Type", "text/plain", draftVersionField, "7", "Upload-Complete", "?1")},
-		{"interop 8", drafttest.Header("Content-Type", "text/plain", draftVersionField, "8", "Upload-Complete", "?1")},
+		{"interop 9", drafttest.Header("Content-Type", "text/plain", draftVersionField, "9", "Upload-Complete", "?1")},
+		{"interop 2", drafttest.Header("Content-Type", "text/plain", draftVersionField, "2", "Upload-Incomplete", "?0")},
+		{"interop 8 without the field", drafttest.Header("Content-Type", "text/plain", draftVersionField, "8")},
 		{"no completeness field", drafttest.Header("Content-Type", "text/plain", draftVersionField, "6")},
 		{"interop 3 with the field of 4", drafttest.Header("Content-Type", "text/plain", draftVersionField, "3", "Upload-Complete", "?1")},
 	} {

@@ -231,6 +231,11 @@ func (g *Gateway) rebindAtCreation(w http.ResponseWriter, r *http.Request, sp sl
 
 // passCreation hands a checked creation to tusd.
 func (g *Gateway) passCreation(w http.ResponseWriter, r *http.Request, cr *creation) {
+	if d := draftOf(r); d != nil && d.v >= 7 {
+		// Draft versions tusd does not speak (ietf7.go).
+		g.postCreateDraft7(w, r, d, cr)
+		return
+	}
 	r = r.WithContext(context.WithValue(r.Context(), creationKey{}, cr))
 	g.serveTusd(w, r, "", nil)
 }
