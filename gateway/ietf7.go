@@ -276,7 +276,7 @@ func (g *Gateway) draftAtUpload7(w http.ResponseWriter, r *http.Request, v int) 
 	if r.Method == http.MethodHead {
 		authorize = g.cfg.Sessions.AuthorizeRead
 	}
-	sess, err := authorize(r.Context(), auth.BaseUploadID(id))
+	sess, err := authorize(r.Context(), id)
 	if err != nil {
 		// A store outage is a 503 with Retry-After: a draft client resumes
 		// after a 5xx.
