@@ -378,6 +378,10 @@ func (g *Gateway) draftAppend7(w http.ResponseWriter, r *http.Request, d *draftR
 		if offset <= size {
 			upload.BodyOf(r).Bound(size - offset)
 		}
+	} else if rf := g.boundPatch(r, sess); rf != nil {
+		// A deferred length (a tus creation) is bounded by the slot's size.
+		g.writeRefusal(w, r, rf)
+		return
 	}
 	out := g.tus.Do(w, r, upload.Call{
 		Method: http.MethodPatch,
