@@ -44,6 +44,9 @@ type SignRequest struct {
 	// FileExpires is when the stored file is to be deleted (the JWT claim
 	// expires, Prosody's http_file_share_expires_after); zero for none.
 	FileExpires time.Time
+	// Subject is the uploader a JWT slot names (its sub claim, a JID);
+	// "uploadgate-sign" when empty.
+	Subject string
 }
 
 // SignedSlot is a minted slot: what an XMPP server would hand its client.
@@ -155,11 +158,15 @@ func SignSlot(secret string, req SignRequest) (SignedSlot, error) {
 		if !req.FileExpires.IsZero() {
 			fileExpires = numericDate(req.FileExpires)
 		}
+		sub := req.Subject
+		if sub == "" {
+			sub = signSubject
+		}
 		token, err := signJWT(secret, fileShareClaims{
 			Slot:     dir,
 			IssuedAt: numericDate(now),
 			Expiry:   numericDate(now.Add(ttl)),
-			Subject:  signSubject,
+			Subject:  sub,
 			Filename: req.Name,
 			Filesize: &size,
 			Filetype: &contentType,

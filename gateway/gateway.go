@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/hooks"
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/gateway/upload"
 	"github.com/uploadgate/uploadgate/storage"
@@ -61,6 +62,8 @@ type Config struct {
 	Now func() time.Time
 	// Demo, when set, serves the demo pages under /demo/ (demo.go).
 	Demo *DemoConfig
+	// Hooks, when set, sends tusd's hook events to a hook handler (hooks.go).
+	Hooks *HookConfig
 }
 
 // Intervals of the gateway's own work.
@@ -97,6 +100,8 @@ type Gateway struct {
 	now      func() time.Time
 	active   *activeUploads
 	marks    *resumeMarks
+	// hooks is nil without hooks.
+	hooks *hookRunner
 	// tusLocation is the prefix of upload URLs in Location headers.
 	tusLocation string
 }
@@ -175,11 +180,28 @@ func New(cfg Config) (*Gateway, error) {
 		// The resumable-upload draft (interop versions 3 to 6) next to tus 1.0.
 		EnableExperimentalProtocol: true,
 	}
+	if cfg.Hooks != nil && cfg.Hooks.Handler != nil {
+		if g.hooks, err = newHookRunner(*cfg.Hooks, cfg.Registry, g.log); err != nil {
+			return nil, fmt.Errorf("gateway: hooks: %w", err)
+		}
+		g.hooks.notifyConfig(&tcfg)
+		if g.hooks.on(hooks.HookPreTerminate) {
+			tcfg.PreUploadTerminateCallback = g.preTerminate
+		}
+	}
 	tusd, err := handler.NewUnroutedHandler(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: tusd handler: %w", err)
 	}
+	if g.hooks != nil {
+		// Every door calls tusd through this handler: its notifications
+		// are every door's.
+		go g.hooks.consume(tusd)
+	}
 	tcfg.GracefulRequestCompletionTimeout = headGrace
+	// A HEAD creates, finishes and terminates nothing: no notifications
+	// (nobody reads that handler's channels).
+	tcfg.NotifyCompleteUploads, tcfg.NotifyTerminatedUploads, tcfg.NotifyUploadProgress, tcfg.NotifyCreatedUploads = false, false, false, false
 	head, err := handler.NewUnroutedHandler(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: tusd handler for HEAD: %w", err)

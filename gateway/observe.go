@@ -36,8 +36,13 @@ type reqInfo struct {
 	// a tus creation or a PATCH.
 	transfer bool
 	active   *activeUploads
+	// origin is the scheme and host the client addressed ("http://host").
+	origin string
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// hooks are the synchronous hook calls of the request ("pre-create=ok").
+	hooks   []string
+	hookDur time.Duration
 	upload  string // base upload ID, "" while unknown
 	counted string // the upload counted in the active gauge for this request
 	kind    upload.Kind
@@ -83,6 +88,20 @@ func noteOutcome(ctx context.Context, k upload.Kind) {
 		ri.kind = k
 		ri.mu.Unlock()
 	}
+}
+
+// noteHook records a synchronous hook call of the request for its log line.
+func (ri *reqInfo) noteHook(call string, d time.Duration) {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	ri.hooks = append(ri.hooks, call)
+	ri.hookDur += d
+}
+
+func (ri *reqInfo) hookCalls() (string, time.Duration) {
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	return strings.Join(ri.hooks, ","), ri.hookDur
 }
 
 func (ri *reqInfo) outcome() upload.Kind {
@@ -211,7 +230,11 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		resolveMethod(r)
 		method := methodLabel(r.Method)
 		door := g.doorOf(r, method)
-		ri := &reqInfo{requestID: rid, door: door, method: method, active: g.active,
+		origin := "http://" + r.Host
+		if r.TLS != nil {
+			origin = "https://" + r.Host
+		}
+		ri := &reqInfo{requestID: rid, door: door, method: method, active: g.active, origin: origin,
 			transfer: (door == doorPut && method == http.MethodPut) || (door == doorTus && (method == http.MethodPatch || method == http.MethodPost))}
 		defer ri.done()
 		r = r.WithContext(context.WithValue(r.Context(), reqInfoKey{}, ri))
@@ -251,6 +274,9 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		)
 		if upload != "" {
 			attrs = append(attrs, slog.String("upload", logID(upload)))
+		}
+		if calls, d := ri.hookCalls(); calls != "" {
+			attrs = append(attrs, slog.String("hooks", calls), slog.Float64("hooks_ms", float64(d.Microseconds())/1000))
 		}
 		if ri.transfer && !success(status) {
 			reason := failureReason(status, ri.outcome(), readErr)

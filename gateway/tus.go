@@ -419,6 +419,20 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 		}
 		slot.Size = ev.Upload.Size
 	}
+	// The metadata the upload is stored with: the client's (a draft
+	// creation's from its headers) and the gateway's keys, which a hook sees.
+	clientMeta := ev.Upload.MetaData
+	if meta, ok := draftMetadata(ev.HTTPRequest.Header); ok {
+		clientMeta = meta
+	}
+	meta := g.gatewayMetadata(ev.Context, clientMeta, cr)
+	// The pre-create hook runs after every check of the gateway, and before
+	// anything is stored: a refusal leaves neither a session nor a file.
+	ev.Upload.ID = cr.uploadID
+	hookResp, meta, err := g.preCreateHook(ev, meta)
+	if err != nil {
+		return handler.HTTPResponse{}, handler.FileInfoChanges{}, err
+	}
 	sess, created, err := g.cfg.Sessions.Open(ev.Context, slot, cr.uploadID, cr.kind, cr.addr)
 	if created {
 		g.metrics.sessionsOpened.Inc()
@@ -432,22 +446,23 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 		// retry finds it.
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, storage.ErrUploadExists
 	}
-	resp := handler.HTTPResponse{Header: handler.HTTPHeader{"Upload-Expires": httpDate(sess.Deadline())}}
-	changes := handler.FileInfoChanges{ID: cr.uploadID}
-	if meta, ok := draftMetadata(ev.HTTPRequest.Header); ok {
-		changes.MetaData = meta
-	}
-	return resp, changes, nil
+	resp := hookResp.MergeWith(handler.HTTPResponse{Header: handler.HTTPHeader{"Upload-Expires": httpDate(sess.Deadline())}})
+	return resp, handler.FileInfoChanges{ID: cr.uploadID, MetaData: meta}, nil
 }
 
 // preFinish marks the session of a completed upload complete before the
 // response leaves. A failure is logged: the bytes are complete either way.
 func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
+	// A file that the pre-finish hook refuses is removed, never complete.
+	resp, err := g.preFinishHook(ev)
+	if err != nil {
+		return resp, err
+	}
 	g.countCompleted(ev.Context, ev.Upload)
 	if _, err := g.cfg.Sessions.Complete(ev.Context, ev.Upload.ID); err != nil && !errors.Is(err, auth.ErrSessionNotFound) {
 		g.log.WarnContext(ev.Context, "mark session complete", "upload", logID(ev.Upload.ID), "error", err)
 	}
-	return handler.HTTPResponse{}, nil
+	return resp, nil
 }
 
 // serveTusBase routes requests for tus upload URLs. Every request that

@@ -104,6 +104,7 @@ deps_e2e() {
 	need_apt redis-server # the Redis session store tests
 	need_apt prosody prosody-modules python3-slixmpp python3-aiohttp # the XEP-0363 tests with Prosody and a slixmpp client
 	need_apt prometheus # promtool, for the alert rules in deploy/prometheus (deploy/deploy_test.go)
+	need_apt clamav-daemon clamdscan # the virus-scan hook recipe (test/e2e/hooks_test.go; its own signature database, no download)
 	need_go_install github.com/versity/versitygw/cmd/versitygw@v1.8.0 # the S3-compatible server of the s3 storage tests
 	need_node
 	need_npm_ci "$ROOT/test/js"

@@ -61,6 +61,7 @@ type serveConfig struct {
 	LogFormat      string
 	LogLevel       string
 	DemoUI         bool
+	Hooks          hookFlags
 }
 
 func newServeFlags(c *serveConfig) *flag.FlagSet {
@@ -99,6 +100,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.DemoUI, "demo-ui", false, "serve the demo upload pages under /demo/; on a loopback --listen they also mint slots for a browser on this machine that opened them at the listen address")
+	addHookFlags(fs, &c.Hooks)
 	return fs
 }
 
@@ -183,6 +185,9 @@ func (c *serveConfig) validate() error {
 		return err
 	}
 	if _, err := c.proxies(); err != nil {
+		return err
+	}
+	if err := c.Hooks.validate(); err != nil {
 		return err
 	}
 	for _, s := range c.Secrets.vals {
@@ -340,6 +345,12 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
 	gcfg.Demo = demoConfig(c, secrets, ln.Addr().String())
+	hookCfg, hookKind := c.Hooks.config(c.LogFormat == "json")
+	if hookCfg != nil {
+		gcfg.Hooks = hookCfg
+		defer stopHookPlugins(hookKind)
+		log.Info("hooks enabled", "kind", hookKind, "events", hookEventNames(hookCfg))
+	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		ln.Close()
@@ -421,6 +432,10 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if merr := metricsSrv.Shutdown(shutCtx); err == nil {
 			err = merr
 		}
+	}
+	// post-* hook events of the requests that ended are delivered before exit.
+	if herr := gw.WaitHooks(shutCtx); herr != nil {
+		log.Warn("hook events still undelivered at exit", "error", herr)
 	}
 	stopBg()
 	<-bgDone
