@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -12,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tus/tusd/v2/pkg/hooks"
+	"github.com/uploadgate/uploadgate/auth"
 )
 
 // inlineTypes are shown in the browser; every other type is downloaded as an
@@ -35,6 +39,15 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, sp slotP
 	if err != nil {
 		g.writeRefusal(w, r, refusalFor(err))
 		return
+	}
+	if g.hooks.on(hooks.HookPreFinish) {
+		// With a pre-finish hook (a virus scan, say) the last byte is stored
+		// before the hook has answered: the file is served only once its
+		// session is marked complete, which happens after the hook accepted.
+		if s, err := g.cfg.Sessions.AuthorizeSlot(ctx, sp.Path); (err == nil || errors.Is(err, auth.ErrSessionExpired)) && !s.Complete {
+			g.writeRefusal(w, r, refuse(http.StatusNotFound, "upload not found"))
+			return
+		}
 	}
 	up, err := g.cfg.Storage.Upload(ctx, id)
 	if err != nil {
