@@ -161,12 +161,8 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.FailedChecksPerMinute > 0 {
 		g.limiter = newFailureLimiter(cfg.FailedChecksPerMinute, cfg.Now)
 	}
-	storageOps, err := storageOpHistogram(cfg.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: metrics: %w", err)
-	}
 	tcfg := handler.Config{
-		StoreComposer:                    timedComposer(cfg.Storage.Composer, storageOps),
+		StoreComposer:                    cfg.Storage.Composer,
 		BasePath:                         basePath,
 		MaxSize:                          cfg.MaxSize,
 		DisableDownload:                  true,
@@ -180,6 +176,7 @@ func New(cfg Config) (*Gateway, error) {
 		// The resumable-upload draft (interop versions 3 to 6) next to tus 1.0.
 		EnableExperimentalProtocol: true,
 	}
+	var err error
 	if cfg.Hooks != nil && cfg.Hooks.Handler != nil {
 		if g.hooks, err = newHookRunner(*cfg.Hooks, cfg.Registry, g.log); err != nil {
 			return nil, fmt.Errorf("gateway: hooks: %w", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/auth/memstore"
 	"github.com/uploadgate/uploadgate/storage"
@@ -42,11 +43,17 @@ type gwOption func(*Config)
 func newTestGateway(t *testing.T, opts ...gwOption) *testGateway {
 	t.Helper()
 	dir := t.TempDir()
-	backend, err := storage.New(context.Background(), storage.Config{DataDir: dir})
+	// The storage is timed in the gateway's registry, as uploadgate serve does.
+	reg := prometheus.NewRegistry()
+	observe, err := StorageTimer(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newTestGatewayOn(t, dir, backend, opts...)
+	backend, err := storage.New(context.Background(), storage.Config{DataDir: dir, Observe: observe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTestGatewayOn(t, dir, backend, append([]gwOption{func(c *Config) { c.Registry = reg }}, opts...)...)
 }
 
 // newTestGatewayOn is a test gateway on a given storage backend.

@@ -2,8 +2,7 @@ package gateway
 
 import (
 	"context"
-	"errors"
-	"io"
+	"fmt"
 	"net/http"
 	"runtime"
 	"runtime/debug"
@@ -33,7 +32,6 @@ type metrics struct {
 	resumes         *prometheus.CounterVec
 	sessionsExpired prometheus.Counter
 	sessionsActive  prometheus.Gauge
-	storageOps      *prometheus.HistogramVec
 }
 
 // Doors, as metric label values.
@@ -158,10 +156,6 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 var storageBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
 
 func newMetrics(reg prometheus.Registerer, tusd handler.Metrics, version string) (*metrics, error) {
-	storageOps, err := storageOpHistogram(reg)
-	if err != nil {
-		return nil, err
-	}
 	m := &metrics{
 		slotChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "uploadgate_slot_checks_total",
@@ -216,7 +210,6 @@ func newMetrics(reg prometheus.Registerer, tusd handler.Metrics, version string)
 			Name: "uploadgate_sessions_active",
 			Help: "Uploads receiving bytes on this instance right now (sum over instances for the whole service).",
 		}),
-		storageOps: storageOps,
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "uploadgate_build_info",
@@ -249,30 +242,20 @@ func buildVersion(v string) string {
 	return "unknown"
 }
 
-// storageOpHistogram is uploadgate_storage_operation_duration_seconds of reg:
-// registered by the first caller, shared by every later one (the session store
-// is wrapped before the gateway exists).
-func storageOpHistogram(reg prometheus.Registerer) (*prometheus.HistogramVec, error) {
+// StorageTimer registers uploadgate_storage_operation_duration_seconds in reg
+// and returns what observes one call into the upload storage or the session
+// store. Hand it to storage.Config.Observe and to auth.Timed: each decorator
+// lives beside what it measures, and this is the one histogram they share.
+func StorageTimer(reg prometheus.Registerer) (func(op string, took time.Duration), error) {
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "uploadgate_storage_operation_duration_seconds",
 		Help:    "Duration of calls into the upload storage (tusd's data store and locker) and the session store, by operation.",
 		Buckets: storageBuckets,
 	}, []string{"op"})
 	if err := reg.Register(h); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.HistogramVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, err
+		return nil, fmt.Errorf("register storage timings: %w", err)
 	}
-	return h, nil
-}
-
-// since observes the time since start for op.
-func since(h *prometheus.HistogramVec, op string, start time.Time) {
-	h.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	return func(op string, took time.Duration) { h.WithLabelValues(op).Observe(took.Seconds()) }, nil
 }
 
 // countResume counts a resume of kind when ok.
@@ -301,225 +284,6 @@ func (g *Gateway) countCompleted(ctx context.Context, info handler.FileInfo) {
 		door = doorPut
 	}
 	g.metrics.completed.WithLabelValues(door).Inc()
-}
-
-// TimeSessionStore returns store with every call timed in reg's
-// uploadgate_storage_operation_duration_seconds{op="session_…"}. Wrap the
-// store before it is handed to auth.NewSessions, and give the gateway the
-// same registry.
-func TimeSessionStore(store auth.Store, reg prometheus.Registerer) (auth.Store, error) {
-	h, err := storageOpHistogram(reg)
-	if err != nil {
-		return nil, err
-	}
-	return timedSessionStore{inner: store, h: h}, nil
-}
-
-type timedSessionStore struct {
-	inner auth.Store
-	h     *prometheus.HistogramVec
-}
-
-func (s timedSessionStore) Create(ctx context.Context, sess auth.Session) (auth.Session, bool, error) {
-	defer since(s.h, "session_create", time.Now())
-	return s.inner.Create(ctx, sess)
-}
-
-func (s timedSessionStore) Get(ctx context.Context, uploadID string) (auth.Session, error) {
-	defer since(s.h, "session_get", time.Now())
-	return s.inner.Get(ctx, uploadID)
-}
-
-func (s timedSessionStore) LookupSlot(ctx context.Context, slotKey string) (string, error) {
-	defer since(s.h, "session_lookup_slot", time.Now())
-	return s.inner.LookupSlot(ctx, slotKey)
-}
-
-func (s timedSessionStore) Update(ctx context.Context, uploadID string, fn func(*auth.Session) error) (auth.Session, error) {
-	defer since(s.h, "session_update", time.Now())
-	return s.inner.Update(ctx, uploadID, fn)
-}
-
-func (s timedSessionStore) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*auth.Session) error) (auth.Session, error) {
-	defer since(s.h, "session_rebind", time.Now())
-	return s.inner.Rebind(ctx, uploadID, slotKey, fn)
-}
-
-func (s timedSessionStore) Delete(ctx context.Context, uploadID string) error {
-	defer since(s.h, "session_delete", time.Now())
-	return s.inner.Delete(ctx, uploadID)
-}
-
-func (s timedSessionStore) Expired(ctx context.Context, t time.Time, limit int) ([]auth.Session, error) {
-	defer since(s.h, "session_expired", time.Now())
-	return s.inner.Expired(ctx, t, limit)
-}
-
-func (s timedSessionStore) Ping(ctx context.Context) error {
-	defer since(s.h, "session_ping", time.Now())
-	return s.inner.Ping(ctx)
-}
-
-func (s timedSessionStore) Close() error { return s.inner.Close() }
-
-// timedComposer returns a store composer for tusd that passes every call to
-// c's stores and locker and times it in h.
-func timedComposer(c *handler.StoreComposer, h *prometheus.HistogramVec) *handler.StoreComposer {
-	t := &timedStore{c: c, h: h}
-	out := handler.NewStoreComposer()
-	out.UseCore(t)
-	if c.UsesTerminater {
-		out.UseTerminater(t)
-	}
-	if c.UsesConcater {
-		out.UseConcater(t)
-	}
-	if c.UsesLengthDeferrer {
-		out.UseLengthDeferrer(t)
-	}
-	if c.UsesContentServer {
-		out.UseContentServer(t)
-	}
-	if c.UsesLocker {
-		out.UseLocker(timedLocker{inner: c.Locker, h: h})
-	}
-	return out
-}
-
-type timedStore struct {
-	c *handler.StoreComposer
-	h *prometheus.HistogramVec
-}
-
-func (s *timedStore) wrap(u handler.Upload) handler.Upload {
-	if u == nil {
-		return nil
-	}
-	return timedUpload{inner: u, h: s.h}
-}
-
-// unwrapTimed is the upload of the wrapped store.
-func unwrapTimed(u handler.Upload) handler.Upload {
-	if t, ok := u.(timedUpload); ok {
-		return t.inner
-	}
-	return u
-}
-
-func (s *timedStore) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
-	defer since(s.h, "create", time.Now())
-	u, err := s.c.Core.NewUpload(ctx, info)
-	return s.wrap(u), err
-}
-
-func (s *timedStore) GetUpload(ctx context.Context, id string) (handler.Upload, error) {
-	defer since(s.h, "get", time.Now())
-	u, err := s.c.Core.GetUpload(ctx, id)
-	return s.wrap(u), err
-}
-
-func (s *timedStore) AsTerminatableUpload(u handler.Upload) handler.TerminatableUpload {
-	return timedTerminate{inner: s.c.Terminater.AsTerminatableUpload(unwrapTimed(u)), h: s.h}
-}
-
-func (s *timedStore) AsConcatableUpload(u handler.Upload) handler.ConcatableUpload {
-	return timedConcat{inner: s.c.Concater.AsConcatableUpload(unwrapTimed(u)), h: s.h}
-}
-
-func (s *timedStore) AsLengthDeclarableUpload(u handler.Upload) handler.LengthDeclarableUpload {
-	return timedDeclare{inner: s.c.LengthDeferrer.AsLengthDeclarableUpload(unwrapTimed(u)), h: s.h}
-}
-
-func (s *timedStore) AsServableUpload(u handler.Upload) handler.ServableUpload {
-	return s.c.ContentServer.AsServableUpload(unwrapTimed(u))
-}
-
-type timedUpload struct {
-	inner handler.Upload
-	h     *prometheus.HistogramVec
-}
-
-func (u timedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
-	defer since(u.h, "write", time.Now())
-	return u.inner.WriteChunk(ctx, offset, src)
-}
-
-func (u timedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
-	defer since(u.h, "info", time.Now())
-	return u.inner.GetInfo(ctx)
-}
-
-func (u timedUpload) GetReader(ctx context.Context) (io.ReadCloser, error) {
-	defer since(u.h, "read", time.Now())
-	return u.inner.GetReader(ctx)
-}
-
-func (u timedUpload) FinishUpload(ctx context.Context) error {
-	defer since(u.h, "finish", time.Now())
-	return u.inner.FinishUpload(ctx)
-}
-
-type timedTerminate struct {
-	inner handler.TerminatableUpload
-	h     *prometheus.HistogramVec
-}
-
-func (t timedTerminate) Terminate(ctx context.Context) error {
-	defer since(t.h, "terminate", time.Now())
-	return t.inner.Terminate(ctx)
-}
-
-type timedConcat struct {
-	inner handler.ConcatableUpload
-	h     *prometheus.HistogramVec
-}
-
-func (c timedConcat) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
-	defer since(c.h, "concat", time.Now())
-	inner := make([]handler.Upload, len(partials))
-	for i, p := range partials {
-		inner[i] = unwrapTimed(p)
-	}
-	return c.inner.ConcatUploads(ctx, inner)
-}
-
-type timedDeclare struct {
-	inner handler.LengthDeclarableUpload
-	h     *prometheus.HistogramVec
-}
-
-func (d timedDeclare) DeclareLength(ctx context.Context, length int64) error {
-	defer since(d.h, "declare_length", time.Now())
-	return d.inner.DeclareLength(ctx, length)
-}
-
-type timedLocker struct {
-	inner handler.Locker
-	h     *prometheus.HistogramVec
-}
-
-func (l timedLocker) NewLock(id string) (handler.Lock, error) {
-	lock, err := l.inner.NewLock(id)
-	if err != nil {
-		return nil, err
-	}
-	return timedLock{inner: lock, h: l.h}, nil
-}
-
-type timedLock struct {
-	inner handler.Lock
-	h     *prometheus.HistogramVec
-}
-
-// Lock includes the wait for another request to give the lock up.
-func (l timedLock) Lock(ctx context.Context, requestRelease func()) error {
-	defer since(l.h, "lock", time.Now())
-	return l.inner.Lock(ctx, requestRelease)
-}
-
-func (l timedLock) Unlock() error {
-	defer since(l.h, "unlock", time.Now())
-	return l.inner.Unlock()
 }
 
 // codeClass is a status's class label: "2xx"…"5xx".

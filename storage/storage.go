@@ -40,6 +40,9 @@ type Config struct {
 	// (default DefaultLockTimeout).
 	CreateLockTimeout time.Duration
 	Logger            *slog.Logger
+	// Observe, when set, receives the duration of every call that tusd makes
+	// into the storage (Backend.Composer) and its locker.
+	Observe Observer
 }
 
 // DefaultLockTimeout is how long a request waits for an upload's lock
@@ -68,14 +71,23 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.CreateLockTimeout <= 0 {
 		cfg.CreateLockTimeout = DefaultLockTimeout
 	}
+	var b *Backend
+	var err error
 	switch cfg.Backend {
 	case "", BackendDisk:
-		return newDisk(cfg)
+		b, err = newDisk(cfg)
 	case BackendS3:
-		return newS3(ctx, cfg)
+		b, err = newS3(ctx, cfg)
 	default:
 		return nil, fmt.Errorf("unknown storage backend %q", cfg.Backend)
 	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Observe != nil {
+		b.Composer = timed(b.Composer, cfg.Observe)
+	}
+	return b, nil
 }
 
 func newDisk(cfg Config) (*Backend, error) {

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -248,12 +249,19 @@ func serveGateway(args []string) error {
 		defer bs.Close()
 		store = bs
 	}
-	sessions := auth.NewSessions(store, auth.DefaultPolicy(), time.Now)
-	backend, err := storage.New(context.Background(), storage.Config{DataDir: *dataDir, Locker: locker})
+	// Timed as uploadgate serve times them: one histogram, both stores.
+	reg := prometheus.NewRegistry()
+	observe, err := gateway.StorageTimer(reg)
+	if err != nil {
+		return err
+	}
+	sessions := auth.NewSessions(auth.Timed(store, observe), auth.DefaultPolicy(), time.Now)
+	backend, err := storage.New(context.Background(), storage.Config{DataDir: *dataDir, Locker: locker, Observe: observe})
 	if err != nil {
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{
+		Registry: reg,
 		Verifier: verifier, Sessions: sessions, Storage: backend, IDKey: idKey,
 		NetworkTimeout: *netTimeout, CORSOrigins: []string{"*"},
 		// As `uploadgate serve` logs by default: a text line per request.

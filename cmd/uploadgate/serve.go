@@ -312,9 +312,13 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		sessStore = bs
 	}
 	reg := prometheus.NewRegistry()
-	if sessStore, err = gateway.TimeSessionStore(sessStore, reg); err != nil {
-		return fmt.Errorf("session store metrics: %w", err)
+	// One histogram times the session store and the upload storage; each is
+	// timed by a decorator beside it.
+	observe, err := gateway.StorageTimer(reg)
+	if err != nil {
+		return fmt.Errorf("storage metrics: %w", err)
 	}
+	sessStore = auth.Timed(sessStore, observe)
 	policy := auth.DefaultPolicy()
 	policy.IdleTTL = c.SessionIdleTTL
 	policy.MaxTTL = c.SessionMaxTTL
@@ -323,7 +327,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	sessions := auth.NewSessions(sessStore, policy, time.Now)
 
 	scfg := c.storageSettings()
-	scfg.Locker, scfg.Logger = locker, log
+	scfg.Locker, scfg.Logger, scfg.Observe = locker, log, observe
 	backend, err := storage.New(ctx, scfg)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
