@@ -232,10 +232,8 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var c serveConfig
 	fs := newServeFlags(&c)
 	rest, err := parseFlags(fs, args, nil)
-	if errors.Is(err, flag.ErrHelp) || (err != nil && strings.Contains(err.Error(), "help requested")) {
-		fs.SetOutput(stdout)
-		fmt.Fprintln(stdout, "usage: uploadgate serve [flags]  (every flag is also an environment variable UPLOADGATE_<NAME>)")
-		fs.PrintDefaults()
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, "usage: uploadgate serve [flags]  (every flag is also an environment variable UPLOADGATE_<NAME>)")
 		return nil
 	}
 	if err != nil {
