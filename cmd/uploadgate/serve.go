@@ -270,6 +270,10 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return usageError(fmt.Sprintf("invalid --secret: %v", err))
 	}
+	// SIGHUP, or a change of --secret-file, rotates the secrets.
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go reloadSecrets(reloadCtx, &c, verifier, log)
 	idKey, err := loadIDKey(&c, log)
 	if err != nil {
 		return err
@@ -517,14 +521,7 @@ func loadSecrets(c *serveConfig, stdout io.Writer, log *slog.Logger) ([]string, 
 		return c.Secrets.vals, nil
 	}
 	if c.SecretFile != "" {
-		s, err := auth.ReadSecretFile(c.SecretFile)
-		if err != nil {
-			return nil, usageError(fmt.Sprintf("invalid --secret-file: %v", err))
-		}
-		if len(s) == 0 {
-			return nil, usageError("invalid --secret-file: no secret in the file")
-		}
-		return s, nil
+		return readSecretFile(c.SecretFile)
 	}
 	path := filepath.Join(c.DataDir, "secret.key")
 	secret, created, err := auth.LoadOrCreateKeyFile(path)
