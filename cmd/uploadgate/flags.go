@@ -47,9 +47,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]
 	return positional, err
 }
 
+// lookupEnv is the value of an environment variable; an empty one counts as
+// unset (UPLOADGATE_LISTEN="" leaves --listen to the config file or default).
 func lookupEnv(getenv func(string) string, name string) (string, bool) {
 	if getenv == nil {
-		return os.LookupEnv(name)
+		getenv = os.Getenv
 	}
 	v := getenv(name)
 	return v, v != ""
