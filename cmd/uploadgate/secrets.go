@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -73,5 +74,23 @@ func readSecretFile(path string) ([]string, error) {
 	if err != nil {
 		return nil, usageError("invalid --secret-file: " + err.Error())
 	}
+	if err := checkSecrets(s, "--secret-file"); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// minSecretLen is the shortest slot secret accepted, from --secret and from
+// --secret-file alike.
+const minSecretLen = 16
+
+// checkSecrets applies the one rule for slot secrets, wherever they come
+// from. The error names the option and the secret's position, never its value.
+func checkSecrets(secrets []string, option string) error {
+	for i, s := range secrets {
+		if len(s) < minSecretLen {
+			return usageError(fmt.Sprintf("invalid %s: secret %d of %d is shorter than %d characters", option, i+1, len(secrets), minSecretLen))
+		}
+	}
+	return nil
 }

@@ -185,10 +185,8 @@ func (c *serveConfig) validate() error {
 	if _, err := c.proxies(); err != nil {
 		return err
 	}
-	for _, s := range c.Secrets.vals {
-		if len(s) < 16 {
-			return usageError("invalid --secret: each secret must have at least 16 characters")
-		}
+	if err := checkSecrets(c.Secrets.vals, "--secret"); err != nil {
+		return err
 	}
 	if len(c.Secrets.vals) > 0 && c.SecretFile != "" {
 		return usageError("invalid --secret-file: give either --secret or --secret-file, not both")
