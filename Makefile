@@ -24,8 +24,12 @@ export PATH := $(GOBIN_DIR):$(PATH)
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/uploadgate
-	$(GO) build -o $(BIN) ./cmd/uploadgate
+# The same static binary as the container image (Dockerfile), with the version
+# from git.
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+build: ## build bin/uploadgate: static (CGO_ENABLED=0, -trimpath), as in the image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/uploadgate
 
 run: build ## build, then serve on 127.0.0.1:8080 with files under ./data and the demo pages at /demo/
 	$(BIN) serve --listen 127.0.0.1:8080 --data-dir ./data --demo-ui

@@ -56,7 +56,8 @@ func (v *Verifier) verifyJWT(req SlotRequest) (Slot, error) {
 	var claims fileShareClaims
 	// The library checks the signature over the received bytes under each
 	// secret; only HS256 is accepted (no "none", no other algorithm).
-	_, err = v.jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.jwtKeys, nil })
+	keys := v.keys.Load().jwtKeys
+	_, err = v.jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return keys, nil })
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenMalformed):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -33,11 +34,47 @@ const maxExpires = 253402300799
 // secret can be rotated at the XMPP server without breaking outstanding slots.
 // A Verifier is safe for concurrent use.
 type Verifier struct {
+	keys   atomic.Pointer[secretSet]
+	now    func() time.Time
+	leeway time.Duration
+	jwt    *jwt.Parser
+}
+
+// secretSet is the secrets a Verifier checks against, replaced as a whole by
+// SetSecrets.
+type secretSet struct {
 	secrets [][]byte
-	now     func() time.Time
-	leeway  time.Duration
-	jwt     *jwt.Parser
 	jwtKeys jwt.VerificationKeySet
+}
+
+func newSecretSet(secrets []string) (*secretSet, error) {
+	if len(secrets) == 0 {
+		return nil, errors.New("no secret configured")
+	}
+	set := &secretSet{}
+	for i, s := range secrets {
+		if s == "" {
+			return nil, fmt.Errorf("secret %d of %d is empty", i+1, len(secrets))
+		}
+		set.secrets = append(set.secrets, []byte(s))
+		set.jwtKeys.Keys = append(set.jwtKeys.Keys, []byte(s))
+	}
+	return set, nil
+}
+
+// SetSecrets replaces the secrets that v verifies against, for a rotation
+// without a restart: a request verified after SetSecrets returns uses the new
+// secrets only. To rotate with no slot refused, list the new secret and the
+// old one, then (once the XMPP server signs with the new one and the old
+// slots have expired) the new one alone. It fails, leaving v as it was, when
+// there is no secret or a secret is empty.
+func (v *Verifier) SetSecrets(secrets []string) error {
+	set, err := newSecretSet(secrets)
+	if err != nil {
+		return fmt.Errorf("set slot secrets: %w", err)
+	}
+	v.keys.Store(set)
+	return nil
 }
 
 // VerifierOption configures a Verifier.
@@ -56,17 +93,12 @@ func WithLeeway(d time.Duration) VerifierOption {
 // NewVerifier returns a Verifier for the given secrets. It fails when there is
 // no secret, when a secret is empty, or when an option is invalid.
 func NewVerifier(secrets []string, opts ...VerifierOption) (*Verifier, error) {
-	if len(secrets) == 0 {
-		return nil, errors.New("new slot verifier: no secret configured")
+	set, err := newSecretSet(secrets)
+	if err != nil {
+		return nil, fmt.Errorf("new slot verifier: %w", err)
 	}
 	v := &Verifier{now: time.Now, leeway: DefaultLeeway}
-	for i, s := range secrets {
-		if s == "" {
-			return nil, fmt.Errorf("new slot verifier: secret %d of %d is empty", i+1, len(secrets))
-		}
-		v.secrets = append(v.secrets, []byte(s))
-		v.jwtKeys.Keys = append(v.jwtKeys.Keys, []byte(s))
-	}
+	v.keys.Store(set)
 	for _, opt := range opts {
 		opt(v)
 	}
@@ -193,7 +225,7 @@ func (v *Verifier) checkNotAfter(notAfter time.Time) error {
 // Every secret is tried, each with a constant-time comparison.
 func (v *Verifier) anySecretMatches(msg, mac []byte) bool {
 	ok := false
-	for _, s := range v.secrets {
+	for _, s := range v.keys.Load().secrets {
 		if hmac.Equal(computeMAC(s, msg), mac) {
 			ok = true
 		}

@@ -79,10 +79,17 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, sp slotP
 
 	// A flood of small or overlapping ranges is answered with the whole file.
 	r = limitRanges(r, info.Size)
+	// The conditions on the ETag are decided here for every store.
+	r, done := etagConditionals(w, r, h.Get("ETag"))
+	if done {
+		return
+	}
 	if g.cfg.Storage.ServesContent() {
 		// Object storage answers Range and conditional requests itself and
 		// streams the object without the gateway buffering it.
-		if err := g.cfg.Storage.Composer.ContentServer.AsServableUpload(up).ServeContent(ctx, w, r); err != nil {
+		sw := &storeWriter{ResponseWriter: w, keep: h.Clone()}
+		if err := g.cfg.Storage.Composer.ContentServer.AsServableUpload(up).ServeContent(ctx, sw, r); err != nil && !sw.wrote {
+			sw.restore()
 			g.writeRefusal(w, r, refusalFor(err))
 		}
 		return
@@ -111,6 +118,113 @@ func (g *Gateway) serveDownload(w http.ResponseWriter, r *http.Request, sp slotP
 	}
 	_, _ = io.Copy(w, rc)
 }
+
+// A file must download the same way from every store. The object store
+// answers with its own ETag, Content-Type (binary/octet-stream for an object
+// stored without one), Cache-Control, and 204 for an empty object; the
+// gateway's own headers and http.ServeContent's statuses (what the disk store
+// answers) are what the client gets instead.
+
+// etagConditionals evaluates the conditions on the gateway's ETag as
+// http.ServeContent does (RFC 9110 section 13.2.2), for every store: the
+// object store would compare them with its own ETag. It answers 304 or 412 itself (done is
+// true), or returns the request to forward to the store without the
+// conditions it has decided: a time condition that an ETag condition
+// overrides, and a Range whose If-Range does not match.
+func etagConditionals(w http.ResponseWriter, r *http.Request, tag string) (*http.Request, bool) {
+	im, inm, ir := r.Header.Get("If-Match"), r.Header.Get("If-None-Match"), r.Header.Get("If-Range")
+	if im == "" && inm == "" && ir == "" {
+		return r, false
+	}
+	if im != "" && !etagListMatches(im, tag, false) {
+		w.WriteHeader(http.StatusPreconditionFailed)
+		return r, true
+	}
+	if inm != "" && etagListMatches(inm, tag, true) {
+		// As http.ServeContent's 304.
+		h := w.Header()
+		h.Del("Content-Type")
+		h.Del("Content-Length")
+		h.Del("Content-Encoding")
+		w.WriteHeader(http.StatusNotModified)
+		return r, true
+	}
+	r = r.Clone(r.Context())
+	if im != "" {
+		r.Header.Del("If-Match")
+		r.Header.Del("If-Unmodified-Since")
+	}
+	if inm != "" {
+		r.Header.Del("If-None-Match")
+		r.Header.Del("If-Modified-Since")
+	}
+	if ir != "" {
+		// An If-Range that is not our (strong) ETag asks for the whole file.
+		if ir != tag {
+			r.Header.Del("Range")
+		}
+		r.Header.Del("If-Range")
+	}
+	return r, false
+}
+
+// etagListMatches reports whether a list of entity tags (If-Match,
+// If-None-Match) holds tag or "*"; weak compares W/ tags too.
+func etagListMatches(list, tag string, weak bool) bool {
+	for _, t := range strings.Split(list, ",") {
+		t = textproto.TrimString(t)
+		if t == "*" || t == tag || (weak && strings.TrimPrefix(t, "W/") == tag) {
+			return true
+		}
+	}
+	return false
+}
+
+// storeWriter passes the object store's answer through with the gateway's
+// headers: the ones set before the store answered win over the store's, and
+// an empty file is 200, not 204.
+type storeWriter struct {
+	http.ResponseWriter
+	keep  http.Header
+	wrote bool
+}
+
+// storeOwned are the headers the store sets that the gateway sets itself.
+var storeOwned = []string{"Content-Type", "Content-Disposition", "Cache-Control", "ETag", "Expires", "Content-Encoding", "Content-Language"}
+
+func (s *storeWriter) restore() {
+	h := s.ResponseWriter.Header()
+	for _, k := range storeOwned {
+		k = http.CanonicalHeaderKey(k)
+		if v, ok := s.keep[k]; ok {
+			h[k] = v
+		} else {
+			h.Del(k)
+		}
+	}
+}
+
+func (s *storeWriter) WriteHeader(code int) {
+	if s.wrote {
+		return
+	}
+	s.wrote = true
+	s.restore()
+	if code == http.StatusNoContent {
+		code = http.StatusOK
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *storeWriter) Write(p []byte) (int, error) {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (s *storeWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // maxRanges is the most byte ranges a download may ask for in one request
 // (nginx's max_ranges). Each range of a multipart/byteranges answer costs

@@ -50,7 +50,9 @@ var refusalTable = []struct {
 	r   *refusal
 }{
 	{auth.ErrBearerRequired, refuse(http.StatusUnauthorized, "missing or malformed bearer token").with("WWW-Authenticate", `Bearer realm="uploadgate"`)},
-	{auth.ErrNoSignature, refuse(http.StatusForbidden, "missing slot signature")},
+	// No query signature and no Authorization: the credentials are missing,
+	// 401 as Prosody's mod_http_file_share answers a JWT slot without its header.
+	{auth.ErrNoSignature, refuse(http.StatusUnauthorized, "missing slot signature (no signature in the query, no Authorization header)").with("WWW-Authenticate", `Bearer realm="uploadgate"`)},
 	{auth.ErrMalformedSignature, refuse(http.StatusForbidden, "malformed slot signature")},
 	{auth.ErrBadSignature, refuse(http.StatusForbidden, "invalid slot signature")},
 	{auth.ErrSlotMismatch, refuse(http.StatusForbidden, "token is not for this slot")},

@@ -50,7 +50,9 @@ func TestPutStatusCodes(t *testing.T) {
 		header map[string]string
 		want   int
 	}{
-		{"no signature", v2.GetURL, "12345", map[string]string{"Content-Type": "image/jpeg"}, http.StatusForbidden},
+		// No signature at all (no query signature, no Authorization): 401, as Prosody.
+		{"no signature", v2.GetURL, "12345", map[string]string{"Content-Type": "image/jpeg"}, http.StatusUnauthorized},
+		{"jwt without Authorization", jwtSlot.PutURL, "12345", nil, http.StatusUnauthorized},
 		{"wrong type under v2", v2.PutURL, "12345", map[string]string{"Content-Type": "image/png"}, http.StatusForbidden},
 		{"length other than signed", v2.PutURL, "123456", map[string]string{"Content-Type": "image/jpeg"}, http.StatusForbidden},
 		{"jwt without bearer", jwtSlot.PutURL, "12345", map[string]string{"Authorization": "Basic eA=="}, http.StatusUnauthorized},
@@ -67,6 +69,9 @@ func TestPutStatusCodes(t *testing.T) {
 			res, msg := tg.put(c.url, c.body, c.header)
 			if res.StatusCode != c.want {
 				t.Fatalf("status %d (%s), want %d", res.StatusCode, strings.TrimSpace(msg), c.want)
+			}
+			if c.want == http.StatusUnauthorized && !strings.HasPrefix(res.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without WWW-Authenticate: Bearer")
 			}
 		})
 	}

@@ -56,7 +56,7 @@ func TestTusCreationRefusals(t *testing.T) {
 	}{
 		{"tampered signature", tampered, map[string]string{"Upload-Length": "10"}, http.StatusForbidden},
 		{"size other than signed", good.PutURL, map[string]string{"Upload-Length": "11"}, http.StatusForbidden},
-		{"no signature", good.GetURL, map[string]string{"Upload-Length": "10"}, http.StatusForbidden},
+		{"no signature", good.GetURL, map[string]string{"Upload-Length": "10"}, http.StatusUnauthorized},
 		{"missing length", good.PutURL, nil, http.StatusBadRequest},
 		{"malformed bearer", jwtSlot.PutURL, map[string]string{"Upload-Length": "10", "Authorization": "Bearer nope"}, http.StatusUnauthorized},
 		{"bearer larger than filesize", jwtSlot.PutURL, map[string]string{"Upload-Length": "11", "Authorization": jwtSlot.Authorization}, http.StatusRequestEntityTooLarge},

@@ -148,3 +148,24 @@ func TestServeConfigUnknownKeyExitCode(t *testing.T) {
 		t.Fatalf("stderr %q does not name the unknown key", stderr.String())
 	}
 }
+
+// An empty UPLOADGATE_* variable counts as unset: the config file (or the
+// default) gives the setting, as if the variable were not there.
+func TestEmptyEnvironmentIsUnset(t *testing.T) {
+	clearEnv(t)
+	file := writeConfig(t, "listen = \"127.0.0.1:9001\"\ndata-dir = \"/srv/file\"\n")
+	t.Setenv("UPLOADGATE_LISTEN", "")
+	t.Setenv("UPLOADGATE_DATA_DIR", "")
+	t.Setenv("UPLOADGATE_MAX_SIZE", "")
+	var c serveConfig
+	fs := newServeFlags(&c)
+	if _, err := parseFlags(fs, []string{"--config", file}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyConfigFile(fs, c.Config); err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9001" || c.DataDir != "/srv/file" || c.MaxSize != 0 {
+		t.Fatalf("listen %q, data-dir %q, max-size %d: want the file's and the default", c.Listen, c.DataDir, c.MaxSize)
+	}
+}

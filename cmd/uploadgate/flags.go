@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -17,7 +18,8 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w", usageError(err.Error()))
+			// The flag package's error is kept: -h is flag.ErrHelp.
+			return nil, usageErr{msg: err.Error(), cause: err}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -45,9 +47,11 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) ([]
 	return positional, err
 }
 
+// lookupEnv is the value of an environment variable; an empty one counts as
+// unset (UPLOADGATE_LISTEN="" leaves --listen to the config file or default).
 func lookupEnv(getenv func(string) string, name string) (string, bool) {
 	if getenv == nil {
-		return os.LookupEnv(name)
+		getenv = os.Getenv
 	}
 	v := getenv(name)
 	return v, v != ""
@@ -58,12 +62,30 @@ func envName(flagName string) string {
 	return "UPLOADGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-type usageErr struct{ msg string }
+// usageErr is a usage error (errUsage), with the error that caused it if any
+// (flag.ErrHelp for -h).
+type usageErr struct {
+	msg   string
+	cause error
+}
 
 func (e usageErr) Error() string { return e.msg }
-func (e usageErr) Unwrap() error { return errUsage }
+func (e usageErr) Unwrap() []error {
+	if e.cause == nil {
+		return []error{errUsage}
+	}
+	return []error{errUsage, e.cause}
+}
 
-func usageError(msg string) error { return usageErr{msg} }
+// printUsage prints a subcommand's usage line and its flags to w, for -h.
+func printUsage(w io.Writer, fs *flag.FlagSet, line string) {
+	fmt.Fprintln(w, line)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(discard{})
+}
+
+func usageError(msg string) error { return usageErr{msg: msg} }
 
 type discard struct{}
 

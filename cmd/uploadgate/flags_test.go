@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"flag"
 	"strings"
 	"testing"
 )
@@ -114,5 +115,48 @@ func TestByteSizes(t *testing.T) {
 		if _, err := parseByteSize(in); err == nil {
 			t.Errorf("%q accepted", in)
 		}
+	}
+}
+
+// Every subcommand's -h (and --help) prints its usage with its flags on
+// standard output and exits 0; -h never reaches the error path.
+func TestSubcommandHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		flags []string
+	}{
+		{[]string{"sign", "-h"}, []string{"usage: uploadgate sign", "-secret-file", "-protocol", "-size"}},
+		{[]string{"sign", "--help"}, []string{"usage: uploadgate sign", "-ttl"}},
+		{[]string{"sign", "--size", "5", "-h"}, []string{"usage: uploadgate sign"}},
+		{[]string{"serve", "-h"}, []string{"usage: uploadgate serve", "-listen", "-secret-file"}},
+		{[]string{"serve", "--help"}, []string{"usage: uploadgate serve", "-data-dir"}},
+		{[]string{"version", "-h"}, []string{"usage: uploadgate version"}},
+		{[]string{"-h"}, []string{"uploadgate serve", "uploadgate sign"}},
+		{[]string{"help"}, []string{"uploadgate serve", "uploadgate sign"}},
+	} {
+		var out, errOut bytes.Buffer
+		code := run(tc.args, &out, &errOut)
+		if code != 0 || errOut.Len() != 0 {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, errOut.String())
+			continue
+		}
+		for _, want := range tc.flags {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%v: usage lacks %q:\n%s", tc.args, want, out.String())
+			}
+		}
+	}
+}
+
+// A flag error keeps flag.ErrHelp for -h, and errUsage for every error.
+func TestParseFlagsKeepsErrHelp(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	_, err := parseFlags(fs, []string{"-h"}, func(string) string { return "" })
+	if !errors.Is(err, flag.ErrHelp) || !errors.Is(err, errUsage) {
+		t.Fatalf("got %v", err)
+	}
+	_, err = parseFlags(fs, []string{"-nope"}, func(string) string { return "" })
+	if errors.Is(err, flag.ErrHelp) || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-nope") {
+		t.Fatalf("got %v", err)
 	}
 }

@@ -35,6 +35,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sign":
 		err = sign(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
+		if len(args) > 1 && (args[1] == "-h" || args[1] == "--help" || args[1] == "-help") {
+			fmt.Fprintln(stdout, "usage: uploadgate version   print the version")
+			break
+		}
 		fmt.Fprintln(stdout, "uploadgate", version)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

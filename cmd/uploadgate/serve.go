@@ -190,10 +190,8 @@ func (c *serveConfig) validate() error {
 	if err := c.Hooks.validate(); err != nil {
 		return err
 	}
-	for _, s := range c.Secrets.vals {
-		if len(s) < 16 {
-			return usageError("invalid --secret: each secret must have at least 16 characters")
-		}
+	if err := checkSecrets(c.Secrets.vals, "--secret"); err != nil {
+		return err
 	}
 	if len(c.Secrets.vals) > 0 && c.SecretFile != "" {
 		return usageError("invalid --secret-file: give either --secret or --secret-file, not both")
@@ -237,10 +235,8 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var c serveConfig
 	fs := newServeFlags(&c)
 	rest, err := parseFlags(fs, args, nil)
-	if errors.Is(err, flag.ErrHelp) || (err != nil && strings.Contains(err.Error(), "help requested")) {
-		fs.SetOutput(stdout)
-		fmt.Fprintln(stdout, "usage: uploadgate serve [flags]  (every flag is also an environment variable UPLOADGATE_<NAME>)")
-		fs.PrintDefaults()
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, "usage: uploadgate serve [flags]  (every flag is also an environment variable UPLOADGATE_<NAME>)")
 		return nil
 	}
 	if err != nil {
@@ -277,6 +273,10 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return usageError(fmt.Sprintf("invalid --secret: %v", err))
 	}
+	// SIGHUP, or a change of --secret-file, rotates the secrets.
+	reloadCtx, stopReload := context.WithCancel(ctx)
+	defer stopReload()
+	go reloadSecrets(reloadCtx, &c, verifier, log)
 	idKey, err := loadIDKey(&c, log)
 	if err != nil {
 		return err
@@ -538,14 +538,7 @@ func loadSecrets(c *serveConfig, stdout io.Writer, log *slog.Logger) ([]string, 
 		return c.Secrets.vals, nil
 	}
 	if c.SecretFile != "" {
-		s, err := auth.ReadSecretFile(c.SecretFile)
-		if err != nil {
-			return nil, usageError(fmt.Sprintf("invalid --secret-file: %v", err))
-		}
-		if len(s) == 0 {
-			return nil, usageError("invalid --secret-file: no secret in the file")
-		}
-		return s, nil
+		return readSecretFile(c.SecretFile)
 	}
 	path := filepath.Join(c.DataDir, "secret.key")
 	secret, created, err := auth.LoadOrCreateKeyFile(path)

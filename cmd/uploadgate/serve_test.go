@@ -414,3 +414,36 @@ func TestSessionDBPath(t *testing.T) {
 		t.Fatalf("session in %s: %+v, %v; want the complete upload's", db, sess, err)
 	}
 }
+
+// One rule for every slot secret: at least 16 characters, whether it comes
+// from --secret or from --secret-file (any line of it); the error names the
+// option and never repeats the secret.
+func TestSecretMinimumLength(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	const short = "short-secret"
+	file := filepath.Join(dir, "secrets")
+	for _, tc := range []struct {
+		name, option string
+		args         []string
+		content      string
+	}{
+		{"flag", "--secret", []string{"--secret", short}, ""},
+		{"flag, second", "--secret", []string{"--secret", testSecret + "," + short}, ""},
+		{"file", "--secret-file", []string{"--secret-file", file}, short + "\n"},
+		{"file, second line", "--secret-file", []string{"--secret-file", file}, testSecret + "\n" + short + "\n"},
+	} {
+		if tc.content != "" {
+			writeKey(t, file, tc.content, 0o600)
+		}
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")}, tc.args...)
+		code := run(args, &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "invalid "+tc.option+":") || !strings.Contains(stderr.String(), "shorter than 16") {
+			t.Errorf("%s: exit %d, stderr %q; want 2 naming %s", tc.name, code, stderr.String(), tc.option)
+		}
+		if strings.Contains(stderr.String(), short) {
+			t.Errorf("%s: the error repeats the secret", tc.name)
+		}
+	}
+}

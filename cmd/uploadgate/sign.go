@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,10 @@ func sign(args []string, stdout, _ io.Writer) error {
 	var ctype optString
 	fs.Var(&ctype, "type", "content type of the file (v2, token, jwt); absent means application/octet-stream")
 	rest, err := parseFlags(fs, args, func(string) string { return "" })
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout, fs, "usage: uploadgate sign [flags] NAME   print a slot's PUT URL, GET URL and (jwt) Authorization header")
+		return nil
+	}
 	if err != nil {
 		return err
 	}

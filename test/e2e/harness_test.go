@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,11 +146,15 @@ func tryStartServer(t testing.TB, extra []string) (*server, error) {
 		LogPath: filepath.Join(dir, "server.log"),
 		exited:  make(chan struct{}),
 	}
-	args := append([]string{"serve",
+	args := []string{"serve",
 		"--listen", "127.0.0.1:" + strconv.Itoa(port),
 		"--data-dir", s.DataDir,
-		"--secret", s.Secret,
-	}, extra...)
+	}
+	// A test that gives --secret-file gives its own secrets.
+	if !slices.Contains(extra, "--secret-file") {
+		args = append(args, "--secret", s.Secret)
+	}
+	args = append(args, extra...)
 	s.cmd = exec.Command(binary, args...)
 	s.cmd.Env = childEnv()
 	if err := testproc.StartLogged(s.cmd, s.LogPath); err != nil {

@@ -211,7 +211,7 @@ func xmppBadRequestsFirst(t *testing.T, python string, p *prosody, password stri
 			})
 			bad = append(bad,
 				xmppBadRequest{"jwt: expired token", a.PutURL, bearer(expired), a.Size, 403},
-				xmppBadRequest{"jwt: no Authorization header", a.PutURL, nil, a.Size, 403},
+				xmppBadRequest{"jwt: no Authorization header", a.PutURL, nil, a.Size, 401},
 				xmppBadRequest{"jwt: Authorization: Bearer without a token", a.PutURL, map[string]string{"Authorization": "Bearer"}, a.Size, 401},
 				xmppBadRequest{"jwt: body larger than the token's filesize", a.PutURL, bearer(token), a.Size + 1, 413},
 				xmppBadRequest{"jwt: another slot's token", b.PutURL, bearer(token), b.Size, 403},
@@ -228,7 +228,7 @@ func xmppBadRequestsFirst(t *testing.T, python string, p *prosody, password stri
 		unsigned.RawQuery = ""
 		bad = append(bad,
 			xmppBadRequest{c.sig + ": altered signature", altered, nil, a.Size, 403},
-			xmppBadRequest{c.sig + ": no signature", unsigned.String(), nil, a.Size, 403},
+			xmppBadRequest{c.sig + ": no signature", unsigned.String(), nil, a.Size, 401},
 			xmppBadRequest{c.sig + ": another slot's signature", other.String(), nil, b.Size, 403},
 			// v1 and v2 sign the size: at a slot without an upload a longer
 			// body cannot be told from a forged signature.
