@@ -114,6 +114,12 @@ func (g *Gateway) slotMapping(ctx context.Context, slotPath string) (id string, 
 // createAtSlot is the tus creation: POST to a slot URL.
 func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath) {
 	ctx := r.Context()
+	if draftOf(r) == nil && r.Header.Get("Tus-Resumable") != tusVersion {
+		// As tusd answers it, also for a creation that the gateway answers
+		// itself (the slot's upload exists).
+		g.writeRefusal(w, r, refuse(http.StatusPreconditionFailed, "missing, invalid or unsupported Tus-Resumable header").with("Tus-Version", tusVersion))
+		return
+	}
 	meta := handler.ParseMetadataHeader(r.Header.Get("Upload-Metadata"))
 	concat := r.Header.Get("Upload-Concat")
 	kind := auth.KindWhole

@@ -28,6 +28,11 @@ func TestTusPreconditionFailed(t *testing.T) {
 		{"PATCH with version 0.2.2", http.MethodPatch, loc, map[string]string{"Tus-Resumable": "0.2.2", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}, http.StatusPreconditionFailed},
 		{"DELETE without Tus-Resumable", http.MethodDelete, loc, nil, http.StatusPreconditionFailed},
 		{"OPTIONS without Tus-Resumable", http.MethodOptions, tg.srv.URL + "/files/", nil, http.StatusOK},
+		// A creation at the slot URL of an existing upload, which the
+		// gateway answers itself, as tusd answers a first one.
+		{"repeated creation with version 0.2.2", http.MethodPost, slot.PutURL, map[string]string{"Tus-Resumable": "0.2.2", "Upload-Length": "10"}, http.StatusPreconditionFailed},
+		{"repeated creation without Tus-Resumable", http.MethodPost, slot.PutURL, map[string]string{"Upload-Length": "10"}, http.StatusPreconditionFailed},
+		{"first creation with version 0.2.2", http.MethodPost, tg.sign(auth.ProtoV2, "b.bin", 10, nil).PutURL, map[string]string{"Tus-Resumable": "0.2.2", "Upload-Length": "10"}, http.StatusPreconditionFailed},
 	} {
 		got, body := tg.do(c.method, c.url, c.header, nil)
 		if got.StatusCode != c.want && !(c.want == http.StatusOK && got.StatusCode == http.StatusNoContent) {
