@@ -565,6 +565,11 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	if v := h.Get("Tus-Extension"); v != "" {
 		h.Set("Tus-Extension", v+",expiration")
 	}
+	if r.Method == http.MethodPost && success(status) && h.Get("Upload-Offset") == "" && out.Header.Get("Location") != "" {
+		// A creation without content: tell the offset, as the answer to a
+		// repeated creation does.
+		h.Set("Upload-Offset", "0")
+	}
 	if sess != nil && success(status) && r.Method != http.MethodDelete {
 		h.Set("Upload-Expires", httpDate(g.cfg.Sessions.DeadlineAfterTouch(*sess)))
 	}

@@ -40,3 +40,16 @@ func TestTusPreconditionFailed(t *testing.T) {
 		}
 	}
 }
+
+// A first creation without content states its offset, as a repeated one does.
+func TestTusCreationStatesOffset(t *testing.T) {
+	tg := newTestGateway(t)
+	slot := tg.sign(auth.ProtoV2, "o.bin", 10, nil)
+	first := tg.tusCreate(slot, 10, nil)
+	wantStatus(t, first, http.StatusCreated)
+	again := tg.tusCreate(slot, 10, nil)
+	wantStatus(t, again, http.StatusCreated)
+	if first.Header.Get("Upload-Offset") != "0" || again.Header.Get("Upload-Offset") != "0" {
+		t.Fatalf("Upload-Offset: first %q, again %q; want 0 and 0", first.Header.Get("Upload-Offset"), again.Header.Get("Upload-Offset"))
+	}
+}
