@@ -3,12 +3,14 @@
 // gateway, Redis and S3 settings run as local processes, every flag and
 // UPLOADGATE_* variable of the manifests is a flag of `uploadgate serve`,
 // every metric of the alert rules and of the Grafana dashboard is served by
-// the binary, and promtool checks and unit-tests the alert rules.
+// the binary, promtool checks and unit-tests the alert rules, and the systemd
+// unit passes systemd-analyze verify and its command lines run.
 //
-// The tests need promtool (Debian's prometheus package), redis-server and
-// versitygw, which `make deps` installs; UPLOADGATE_SKIP_PROMTOOL=1,
-// UPLOADGATE_SKIP_REDIS=1 and UPLOADGATE_SKIP_S3=1 skip the tests that need
-// them instead of failing.
+// The tests need promtool (Debian's prometheus package), redis-server,
+// versitygw and systemd-analyze, which `make deps` installs;
+// UPLOADGATE_SKIP_PROMTOOL=1, UPLOADGATE_SKIP_REDIS=1, UPLOADGATE_SKIP_S3=1
+// and UPLOADGATE_SKIP_SYSTEMD_ANALYZE=1 skip the tests that need them instead
+// of failing.
 package deploy_test
 
 import (

@@ -11,7 +11,7 @@ import (
 
 // operatorDocs are the documents about running the gateway that go with the
 // deployment files.
-var operatorDocs = []string{"docs/operations.md", "docs/scaling.md", "docs/troubleshooting.md"}
+var operatorDocs = []string{"docs/operations.md", "docs/scaling.md", "docs/troubleshooting.md", "docs/proxy.md"}
 
 // otherToolFlags are flags of other programs that the documents quote inline.
 var otherToolFlags = map[string]bool{"health-cmd": true}

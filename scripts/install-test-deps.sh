@@ -100,7 +100,36 @@ deps_lint() {
 	need_go_install honnef.co/go/tools/cmd/staticcheck@v0.8.2 # staticcheck 2026.2.2
 }
 
+# need_proxies: nginx and caddy for test/e2e/proxy_test.go, which runs them as
+# its own processes. Their packages would start (and enable) system services
+# on ports 80 and 443: a policy-rc.d that refuses keeps them from starting
+# during the installation, and services that got enabled are disabled again.
+need_proxies() {
+	local pkgs=(nginx-light caddy) missing=() pkg
+	for pkg in "${pkgs[@]}"; do
+		[ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" = installed ] || missing+=("$pkg")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	local policy=/usr/sbin/policy-rc.d own_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee "$policy" >/dev/null
+		"${SUDO[@]}" chmod 755 "$policy"
+		own_policy=1
+	fi
+	local rc=0
+	need_apt "${missing[@]}" || rc=$?
+	if [ "$own_policy" -eq 1 ]; then
+		"${SUDO[@]}" rm -f "$policy"
+	fi
+	[ "$rc" -eq 0 ] || die "installing ${missing[*]} failed"
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		"${SUDO[@]}" systemctl disable --now nginx.service caddy.service >/dev/null 2>&1 || true
+	fi
+}
+
 deps_e2e() {
+	need_proxies # nginx and caddy in front of the gateway (test/e2e/proxy_test.go)
+	command -v systemd-analyze >/dev/null 2>&1 || need_apt systemd # systemd-analyze verify of deploy/systemd (deploy/systemd_test.go)
 	need_apt redis-server # the Redis session store tests
 	need_apt prosody prosody-modules python3-slixmpp python3-aiohttp # the XEP-0363 tests with Prosody and a slixmpp client
 	need_apt prometheus # promtool, for the alert rules in deploy/prometheus (deploy/deploy_test.go)
