@@ -181,6 +181,7 @@ func New(cfg Config) (*Gateway, error) {
 		if g.hooks, err = newHookRunner(*cfg.Hooks, cfg.Registry, g.log); err != nil {
 			return nil, fmt.Errorf("gateway: hooks: %w", err)
 		}
+		g.hooks.current = g.currentSlot
 		g.hooks.notifyConfig(&tcfg)
 		if g.hooks.on(hooks.HookPreTerminate) {
 			tcfg.PreUploadTerminateCallback = g.preTerminate

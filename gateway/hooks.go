@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/hooks"
+	"github.com/uploadgate/uploadgate/auth"
 )
 
 // This file speaks tusd's hook protocol (package github.com/tus/tusd/v2/pkg/hooks
@@ -70,6 +71,9 @@ type hookRunner struct {
 	pending  prometheus.Gauge
 	// inflight tracks post-* deliveries, waited for on shutdown.
 	inflight sync.WaitGroup
+	// current gives an event of an existing upload its slot as it is now
+	// (after a re-bind, the new slot); nil leaves events as they are.
+	current func(handler.HookEvent) handler.HookEvent
 }
 
 // Results of a hook call, the label values of uploadgate_hook_calls_total.
@@ -133,6 +137,9 @@ var errHookTimeout = errors.New("hook did not answer in time")
 // invoke calls the hook for event, bounded by the timeout, and records the
 // call in the metrics, the log and the request's log line.
 func (h *hookRunner) invoke(event hooks.HookType, ev handler.HookEvent, bounded bool) (hooks.HookResponse, error) {
+	if h.current != nil && event != hooks.HookPreCreate {
+		ev = h.current(ev)
+	}
 	ev = hookView(ev)
 	start := time.Now()
 	type answer struct {
@@ -234,6 +241,32 @@ func (g *Gateway) gatewayMetadata(ctx context.Context, client handler.MetaData, 
 		meta[MetaSubject] = cr.slot.Subject
 	}
 	return meta
+}
+
+// currentSlot gives a hook event of an existing upload the upload's slot as it
+// is now: the metadata was stored at creation, and a re-bind moves the upload
+// to another slot, whose path, GET URL, protocol and uploader the hook must see.
+func (g *Gateway) currentSlot(ev handler.HookEvent) handler.HookEvent {
+	ctx := context.WithoutCancel(ev.Context)
+	s, err := g.cfg.Sessions.Authorize(ctx, ev.Upload.ID)
+	if err != nil && !errors.Is(err, auth.ErrSessionExpired) {
+		return ev
+	}
+	if s.Kind != auth.KindWhole || s.SlotPath == "" || s.SlotPath == ev.Upload.MetaData[MetaSlotPath] {
+		return ev
+	}
+	meta := make(handler.MetaData, len(ev.Upload.MetaData)+4)
+	for k, v := range ev.Upload.MetaData {
+		meta[k] = v
+	}
+	meta[MetaSlotPath] = s.SlotPath
+	meta[MetaGetURL] = g.getURL(ctx, s.SlotPath)
+	meta[MetaProtocol] = string(s.Protocol)
+	if s.Subject != "" {
+		meta[MetaSubject] = s.Subject
+	}
+	ev.Upload.MetaData = meta
+	return ev
 }
 
 // hookMetadata applies a pre-create hook's metadata change: the hook may add

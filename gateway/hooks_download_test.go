@@ -56,3 +56,63 @@ func TestDownloadWaitsForPreFinishHook(t *testing.T) {
 		t.Fatalf("GET after the hook accepted: %d %q", get.StatusCode, body)
 	}
 }
+
+// recordingHook records the events it receives.
+type recordingHook struct {
+	mu     sync.Mutex
+	events []hooks.HookRequest
+}
+
+func (h *recordingHook) Setup() error { return nil }
+
+func (h *recordingHook) InvokeHook(req hooks.HookRequest) (hooks.HookResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.events = append(h.events, req)
+	return hooks.HookResponse{}, nil
+}
+
+func (h *recordingHook) find(event hooks.HookType) (hooks.HookRequest, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range h.events {
+		if e.Type == event {
+			return e, true
+		}
+	}
+	return hooks.HookRequest{}, false
+}
+
+// After a re-bind, hooks see the upload's new slot: its path and GET URL,
+// not the ones stored when the upload was created.
+func TestHooksSeeTheSlotAfterARebind(t *testing.T) {
+	h := &recordingHook{}
+	tg := newTestGateway(t, func(c *Config) {
+		c.Hooks = &HookConfig{Handler: h, Events: []hooks.HookType{hooks.HookPreFinish, hooks.HookPostFinish}}
+	})
+	old := tg.sign(auth.ProtoV3, "photo.jpg", 10, nil)
+	res := tg.tusCreate(old, 10, nil)
+	wantStatus(t, res, http.StatusCreated)
+	loc := res.Header.Get("Location")
+	wantStatus(t, tg.patch(loc, 0, "01234"), http.StatusNoContent)
+	tg.clock.Advance(25 * time.Hour)
+	fresh := tg.sign(auth.ProtoV2, "photo.jpg", 10, nil)
+	wantStatus(t, tg.tusCreate(fresh, 10, map[string]string{resumeFromHeader: loc}), http.StatusCreated)
+	wantStatus(t, tg.patch(loc, 5, "56789"), http.StatusNoContent)
+	var ev hooks.HookRequest
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var ok bool
+		if ev, ok = h.find(hooks.HookPostFinish); ok || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pre, _ := h.find(hooks.HookPreFinish)
+	for _, e := range []hooks.HookRequest{pre, ev} {
+		m := e.Event.Upload.MetaData
+		if m[MetaGetURL] != fresh.GetURL || m[MetaProtocol] != string(auth.ProtoV2) {
+			t.Errorf("%s: get URL %q protocol %q; want the new slot's %q, v2", e.Type, m[MetaGetURL], m[MetaProtocol], fresh.GetURL)
+		}
+	}
+}
