@@ -68,6 +68,33 @@ func (l *hookLog) wait(t testing.TB, typ, name string) hookEvent {
 	return hookEvent{}
 }
 
+// waitFor returns the first event of type typ that match accepts, waiting
+// up to 10 s for it.
+func (l *hookLog) waitFor(t testing.TB, typ string, match func(hookEvent) bool) hookEvent {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		for _, e := range l.events {
+			if e.Type == typ && match(e) {
+				l.mu.Unlock()
+				return e
+			}
+		}
+		l.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no matching %s hook event within 10s", typ)
+	return hookEvent{}
+}
+
+// len is how many events arrived.
+func (l *hookLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.events)
+}
+
 func (l *hookLog) count(typ, name string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -45,7 +45,10 @@ const (
 func TestXMPPUploadProsody(t *testing.T) {
 	t.Parallel()
 	python := requireXMPP(t)
-	s := startServer(t)
+	// tusd's hooks are on: a hook server sees every genuine upload, and none
+	// of the bad requests.
+	hookSrv, hookLog := httpHookServer(t, func(hookEvent) map[string]any { return map[string]any{} })
+	s := startServer(t, "--hooks-http", hookSrv.URL, "--hooks-enabled-events", "pre-create,post-finish")
 	p := startProsody(t, s.URL+"/upload/", s.Secret)
 	if strings.Contains(p.log(), "Activated service 'http") {
 		t.Errorf("Prosody started an HTTP server; the upload components with an external service should not need one")
@@ -78,6 +81,9 @@ func TestXMPPUploadProsody(t *testing.T) {
 	// parallel subtests below wait until this function has returned.
 	t.Run("bad_requests_first", func(t *testing.T) {
 		xmppBadRequestsFirst(t, python, p, password, s, components)
+		if n := hookLog.len(); n != 0 {
+			t.Errorf("the hook server got %d events from the bad requests; want none", n)
+		}
 	})
 
 	files := xmppTestFiles(t)
@@ -110,6 +116,14 @@ func TestXMPPUploadProsody(t *testing.T) {
 					t.Errorf("%s: GET URL %s decodes to path %q; want it to end with the file name", up.Name, up.GetURL, path)
 				}
 				c.check(t, up)
+				// The upload's post-finish event names its GET URL's file.
+				slotPath := strings.TrimPrefix(xmppParseURL(t, up.GetURL).Path, "/upload/")
+				fin := hookLog.waitFor(t, "post-finish", func(e hookEvent) bool {
+					return e.Event.Upload.MetaData["uploadgate_slot_path"] == slotPath
+				})
+				if fin.Event.Upload.Size != f.Size || fin.Event.Upload.MetaData["uploadgate_get_url"] == "" {
+					t.Errorf("%s: post-finish event: size %d, metadata %v", up.Name, fin.Event.Upload.Size, fin.Event.Upload.MetaData)
+				}
 
 				resp, sum, n := download(t, up.GetURL)
 				if resp.StatusCode != 200 || sum != f.SHA256 || n != f.Size {
