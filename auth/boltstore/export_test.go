@@ -123,3 +123,15 @@ func (b *Store) CheckCache() error {
 		return errors.Join(errs...)
 	})
 }
+
+// UsedBytes is the size of the database's pages in use: the file's high
+// water mark less its free pages.
+func (b *Store) UsedBytes() (int64, error) {
+	var size int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		return nil
+	})
+	st := b.db.Stats()
+	return size - int64(st.FreePageN+st.PendingPageN)*int64(b.db.Info().PageSize), err
+}

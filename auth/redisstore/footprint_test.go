@@ -1,0 +1,79 @@
+package redisstore_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/redisstore"
+	"github.com/uploadgate/uploadgate/auth/sessiontest"
+	"github.com/uploadgate/uploadgate/internal/testredis"
+)
+
+// footprintUploads is how many complete uploads the footprint test stores.
+const footprintUploads = 4000
+
+// redisKeyBytes sums MEMORY USAGE (all samples) over the keys with prefix.
+func redisKeyBytes(t *testing.T, c *redis.Client, prefix string) (total int64, keys int) {
+	t.Helper()
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		n, err := c.MemoryUsage(ctx, iter.Val(), 0).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		keys++
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return total, keys
+}
+
+// redisUsedMemory is INFO memory's used_memory.
+func redisUsedMemory(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("INFO memory without used_memory")
+	return 0
+}
+
+// TestRedisStoreFootprint measures the memory that Redis keeps per complete
+// upload under the default policy (go test -run Footprint -v shows it):
+// MEMORY USAGE of the store's keys, and the growth of used_memory, each
+// divided by the number of uploads.
+func TestRedisStoreFootprint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores thousands of uploads")
+	}
+	srv := testredis.Start(t)
+	client := newRedisClient(t, srv.Addr)
+	const prefix = "footprint:"
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix})
+	before := redisUsedMemory(t, client)
+	clock := sessiontest.NewClock()
+	m := auth.NewSessions(st, auth.DefaultPolicy(), clock.Now)
+	sessiontest.CompleteUploads(t, m, footprintUploads)
+	after := redisUsedMemory(t, client)
+	total, keys := redisKeyBytes(t, client, prefix)
+	t.Logf("Redis, %d complete uploads: %d keys, MEMORY USAGE %.0f bytes per upload, used_memory grew %.0f bytes per upload",
+		footprintUploads, keys, float64(total)/footprintUploads, float64(after-before)/footprintUploads)
+}
