@@ -21,12 +21,6 @@ type Policy struct {
 	// FileRetention is how long a complete file is kept when its slot gave no
 	// expiry; zero (or negative) keeps it forever.
 	FileRetention time.Duration
-	// History is how long the session record of a complete upload whose file
-	// is kept for ever (no slot expiry, no FileRetention) is kept after its
-	// completion; then the clean-up forgets the record and keeps the file,
-	// which stays downloadable at its slot. Zero (or negative) keeps the
-	// record for ever.
-	History time.Duration
 	// TouchInterval throttles the writes of sliding deadlines: at most one per
 	// session per interval. Address changes and state changes are always written.
 	TouchInterval time.Duration
@@ -90,9 +84,6 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.FileRetention < 0 {
 		p.FileRetention = 0
-	}
-	if p.History < 0 {
-		p.History = 0
 	}
 	return p
 }
@@ -405,9 +396,7 @@ func addrChanged(s Session, addr string) bool {
 
 // Complete marks the upload complete (idempotent: a complete session is
 // returned unchanged) and sets its SweepAt to the file's expiry: FileExpires
-// if the slot gave one, else now+FileRetention, else never. A file kept for
-// ever under a History bound has its record forgotten instead: SweepAt is
-// now+History, with KeepFile set. A partial upload
+// if the slot gave one, else now+FileRetention, else never. A partial upload
 // of a concatenation is only needed until the final upload is assembled, so it
 // keeps being swept like an incomplete upload.
 func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, error) {
@@ -428,9 +417,6 @@ func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, erro
 			p.SweepAt = p.FileExpires
 		case m.p.FileRetention > 0:
 			p.SweepAt = now.Add(m.p.FileRetention)
-		case m.p.History > 0:
-			p.SweepAt = now.Add(m.p.History)
-			p.KeepFile = true
 		default:
 			p.SweepAt = time.Time{}
 		}
@@ -546,8 +532,7 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 }
 
 // Due returns up to limit sessions whose SweepAt has passed, oldest first: the
-// uploads that the clean-up deletes (data first, then Forget), or, for a
-// session with KeepFile, the records it forgets (Forget only).
+// uploads that the clean-up deletes (data first, then Forget).
 func (m *Sessions) Due(ctx context.Context, limit int) ([]Session, error) {
 	due, err := m.store.Expired(ctx, m.now(), limit)
 	if err != nil {

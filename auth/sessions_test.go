@@ -119,10 +119,10 @@ func TestDefaultPolicy(t *testing.T) {
 		want auth.Policy
 	}{
 		{"zero takes defaults", auth.Policy{}, want},
-		{"negative durations take defaults", auth.Policy{IdleTTL: -1, MaxTTL: -1, Retention: -1, TouchInterval: -1, MaxAge: -1, FileRetention: -1, History: -1}, want},
+		{"negative durations take defaults", auth.Policy{IdleTTL: -1, MaxTTL: -1, Retention: -1, TouchInterval: -1, MaxAge: -1, FileRetention: -1}, want},
 		{"negative MaxRebinds allows none", auth.Policy{MaxRebinds: -1}, func() auth.Policy { p := want; p.MaxRebinds = 0; return p }()},
-		{"set values kept", auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, History: 6 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour},
-			auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, History: 6 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour}},
+		{"set values kept", auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour},
+			auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -562,24 +562,17 @@ func TestComplete(t *testing.T) {
 		kind          auth.Kind
 		fileExpires   time.Time
 		fileRetention time.Duration
-		history       time.Duration
-		keepFile      bool
 		wantSweep     func(now time.Time, s auth.Session) time.Time
 	}{
-		{"slot gave an expiry", auth.KindWhole, fileExpires, 24 * time.Hour, 0, false, func(time.Time, auth.Session) time.Time { return fileExpires }},
-		{"slot gave an expiry, history bound", auth.KindWhole, fileExpires, 0, time.Hour, false, func(time.Time, auth.Session) time.Time { return fileExpires }},
-		{"file retention", auth.KindWhole, time.Time{}, 24 * time.Hour, 0, false, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
-		{"file retention, history bound", auth.KindWhole, time.Time{}, 24 * time.Hour, time.Hour, false, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
-		{"kept forever", auth.KindWhole, time.Time{}, 0, 0, false, func(time.Time, auth.Session) time.Time { return time.Time{} }},
-		{"kept forever, record for the history", auth.KindWhole, time.Time{}, 0, 30 * time.Hour, true, func(now time.Time, _ auth.Session) time.Time { return now.Add(30 * time.Hour) }},
-		{"partial upload swept like an incomplete one", auth.KindPartial, fileExpires, 24 * time.Hour, 0, false,
-			func(_ time.Time, s auth.Session) time.Time { return s.Deadline().Add(auth.DefaultRetention) }},
-		{"partial upload swept like an incomplete one, history bound", auth.KindPartial, time.Time{}, 0, time.Hour, false,
+		{"slot gave an expiry", auth.KindWhole, fileExpires, 24 * time.Hour, func(time.Time, auth.Session) time.Time { return fileExpires }},
+		{"file retention", auth.KindWhole, time.Time{}, 24 * time.Hour, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
+		{"kept forever", auth.KindWhole, time.Time{}, 0, func(time.Time, auth.Session) time.Time { return time.Time{} }},
+		{"partial upload swept like an incomplete one", auth.KindPartial, fileExpires, 24 * time.Hour,
 			func(_ time.Time, s auth.Session) time.Time { return s.Deadline().Add(auth.DefaultRetention) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newSessEnv(t, auth.Policy{FileRetention: tc.fileRetention, History: tc.history})
+			e := newSessEnv(t, auth.Policy{FileRetention: tc.fileRetention})
 			slot := sessiontest.Slot("d1/photo.jpg", 1, "sig")
 			slot.FileExpires = tc.fileExpires
 			id := auth.DeriveUploadID(sessIDKey, slot.Path)
@@ -603,9 +596,6 @@ func TestComplete(t *testing.T) {
 			}
 			if want := tc.wantSweep(now, got); !got.SweepAt.Equal(want) {
 				t.Errorf("SweepAt = %v, want %v", got.SweepAt, want)
-			}
-			if got.KeepFile != tc.keepFile {
-				t.Errorf("KeepFile = %v, want %v", got.KeepFile, tc.keepFile)
 			}
 			if !sessiontest.Equal(e.stored(t, id), got) {
 				t.Error("Complete returned a session other than the stored one")

@@ -54,16 +54,6 @@ func (g *Gateway) cleanup(ctx context.Context) error {
 // cleanupOne removes the upload of one due session, then the session; or,
 // for an upload found complete, records its completion and keeps it.
 func (g *Gateway) cleanupOne(ctx context.Context, s auth.Session) error {
-	if s.Complete && s.KeepFile {
-		// Only the record's history is over: the file stays, downloadable
-		// at its slot without a session (the upload ID derives from the
-		// slot path); only a file retention may remove it (sweepOrphans).
-		if err := g.cfg.Sessions.Forget(ctx, s.UploadID); err != nil {
-			return fmt.Errorf("forget session %s: %w", logID(s.UploadID), err)
-		}
-		g.log.DebugContext(ctx, "forgot the session of a complete upload, kept its file", "upload", logID(s.UploadID))
-		return nil
-	}
 	if !s.Complete && s.Kind == auth.KindWhole {
 		done, err := g.storedComplete(ctx, s.UploadID)
 		if err != nil {

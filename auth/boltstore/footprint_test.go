@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/auth/boltstore"
@@ -46,51 +45,4 @@ func TestBoltStoreFootprint(t *testing.T) {
 	perUpload := float64(used-base) / footprintUploads
 	t.Logf("bbolt, %d complete uploads: %.0f bytes per upload in pages in use, file %d bytes (%.0f per upload)",
 		footprintUploads, perUpload, fi.Size(), float64(fi.Size())/footprintUploads)
-}
-
-// TestBoltStoreHistoryBound shows that under a history bound the database
-// stops growing: rounds of complete uploads, each followed by the clean-up
-// past the bound, leave the pages in use where the first round left them
-// (bbolt reuses the freed pages).
-func TestBoltStoreHistoryBound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("stores thousands of uploads")
-	}
-	path := filepath.Join(t.TempDir(), "sessions.db")
-	st, err := boltstore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	clock := sessiontest.NewClock()
-	p := auth.DefaultPolicy()
-	p.History = time.Hour
-	m := auth.NewSessions(st, p, clock.Now)
-	var first int64
-	const rounds, perRound = 5, footprintUploads / 4
-	for r := range rounds {
-		sessiontest.CompleteUploadsFrom(t, m, r*perRound, perRound)
-		clock.Advance(p.History + time.Minute)
-		forgot, kept := sessiontest.ForgetDue(t, m)
-		if forgot != perRound || kept != perRound {
-			t.Fatalf("round %d: forgot %d records (%d keeping their file), want %d", r, forgot, kept, perRound)
-		}
-		used, err := st.UsedBytes()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("after %d uploads and the clean-up: %d bytes of pages in use, file %d bytes", (r+1)*perRound, used, fi.Size())
-		if r == 0 {
-			first = used
-		} else if used > first+64<<10 {
-			t.Errorf("round %d: %d bytes in use, first round %d: the database still grows", r, used, first)
-		}
-	}
-	if err := st.CheckIndexes(); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -18,13 +18,6 @@ var footprintIDKey = []byte("footprint-footprint-footprint-32")
 // It writes from 32 goroutines, as concurrent uploads do.
 func CompleteUploads(t testing.TB, m *auth.Sessions, n int) {
 	t.Helper()
-	CompleteUploadsFrom(t, m, 0, n)
-}
-
-// CompleteUploadsFrom is CompleteUploads for the uploads numbered from
-// first on (other slots, other upload IDs).
-func CompleteUploadsFrom(t testing.TB, m *auth.Sessions, first, n int) {
-	t.Helper()
 	ctx := context.Background()
 	var (
 		wg   sync.WaitGroup
@@ -52,37 +45,11 @@ func CompleteUploadsFrom(t testing.TB, m *auth.Sessions, first, n int) {
 		}()
 	}
 	for i := range n {
-		next <- first + i
+		next <- i
 	}
 	close(next)
 	wg.Wait()
 	if fail != nil {
 		t.Fatal(fail)
-	}
-}
-
-// ForgetDue does what the gateway's clean-up does with the sessions that are
-// due at the manager's clock, as far as the session store goes: it forgets
-// them all. It returns how many it forgot and how many of those had KeepFile.
-func ForgetDue(t testing.TB, m *auth.Sessions) (forgot, kept int) {
-	t.Helper()
-	ctx := context.Background()
-	for {
-		due, err := m.Due(ctx, 500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range due {
-			if err := m.Forget(ctx, s.UploadID); err != nil {
-				t.Fatal(err)
-			}
-			forgot++
-			if s.KeepFile {
-				kept++
-			}
-		}
-		if len(due) < 500 {
-			return forgot, kept
-		}
 	}
 }
