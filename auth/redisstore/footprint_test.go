@@ -76,4 +76,8 @@ func TestRedisStoreFootprint(t *testing.T) {
 	total, keys := redisKeyBytes(t, client, prefix)
 	t.Logf("Redis, %d complete uploads: %d keys, MEMORY USAGE %.0f bytes per upload, used_memory grew %.0f bytes per upload",
 		footprintUploads, keys, float64(total)/footprintUploads, float64(after-before)/footprintUploads)
+	// A guard against growth (1,576 measured when it was set).
+	if perUpload := float64(total) / footprintUploads; perUpload > 2048 {
+		t.Errorf("MEMORY USAGE %.0f bytes per complete upload; want at most 2048", perUpload)
+	}
 }
