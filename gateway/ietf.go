@@ -264,7 +264,9 @@ func (d *draftReq) finish(h http.Header, code int) (int, string) {
 		}
 	}
 	if d.v >= 7 {
-		return d.finish7(h, code)
+		// The answer is the draft's, not tus's.
+		h.Del("Tus-Resumable")
+		h.Set(draftVersionField, strconv.Itoa(d.v))
 	}
 	body := ""
 	switch d.kind {
@@ -277,7 +279,16 @@ func (d *draftReq) finish(h http.Header, code int) (int, string) {
 			h.Set("Upload-Limit", d.limit)
 		}
 	case draftUpload:
-		code, body = d.finalUpload(h, code)
+		if d.v >= 7 {
+			code = d.finalUpload7(h, code)
+		} else {
+			code, body = d.finalUpload(h, code)
+		}
+	}
+	if d.problem != nil && code >= 400 {
+		// Versions 7 and 8: the problem details (RFC 9457) of a refusal.
+		h.Set("Content-Type", problemJSON)
+		return code, d.problem.body()
 	}
 	return code, body
 }

@@ -62,37 +62,19 @@ func problemCompletedUpload() *problem {
 	return &problem{Type: problemCompleted, Title: "upload is already completed"}
 }
 
-// finish7 completes a final answer of version 7 or 8: the fields of the
-// version, the draft's status codes, and the problem details of a refusal.
-func (d *draftReq) finish7(h http.Header, code int) (int, string) {
-	// The answer is the draft's, not tus's.
-	h.Del("Tus-Resumable")
-	h.Set(draftVersionField, strconv.Itoa(d.v))
-	switch d.kind {
-	case draftPut:
-		code = d.finalPut(h, code)
-	case draftPost:
-		code = d.finalPost(h, code)
-	case draftOptions:
-		if success(code) {
-			h.Set("Upload-Limit", d.limit)
-		}
-	case draftUpload:
-		if code == http.StatusGone {
-			// The draft's word for an upload that is no longer active.
-			code = http.StatusNotFound
-		}
-		if d.r.Method == http.MethodPatch && code != http.StatusNotFound && h.Get("Upload-Complete") == "" {
-			// Drafts -06 on: every answer to an append that did not
-			// complete the upload, successful or not, says so.
-			d.stateFields(h)
-		}
+// finalUpload7 completes an answer at an upload URL in versions 7 and 8:
+// the draft's status codes, and the state of the upload after an append.
+func (d *draftReq) finalUpload7(h http.Header, code int) int {
+	if code == http.StatusGone {
+		// The draft's word for an upload that is no longer active.
+		code = http.StatusNotFound
 	}
-	if d.problem != nil && code >= 400 {
-		h.Set("Content-Type", problemJSON)
-		return code, d.problem.body()
+	if d.r.Method == http.MethodPatch && code != http.StatusNotFound && h.Get("Upload-Complete") == "" {
+		// Drafts -06 on: every answer to an append that did not
+		// complete the upload, successful or not, says so.
+		d.stateFields(h)
 	}
-	return code, ""
+	return code
 }
 
 // stateFields states an upload's offset and completeness in an answer.
@@ -268,19 +250,11 @@ func (g *Gateway) draftAtUpload7(w http.ResponseWriter, r *http.Request, v int) 
 		g.writeRefusal(w, r, refuse(http.StatusMethodNotAllowed, "method not allowed on an upload URL"))
 		return
 	}
-	if r.URL.RawPath != "" || !auth.ValidUploadID(id) {
-		g.writeRefusal(w, r, refuse(http.StatusNotFound, "upload not found"))
-		return
-	}
-	authorize := g.cfg.Sessions.Authorize
-	if r.Method == http.MethodHead {
-		authorize = g.cfg.Sessions.AuthorizeRead
-	}
-	sess, err := authorize(r.Context(), id)
-	if err != nil {
+	sess, rf := g.uploadSession(r, id)
+	if rf != nil {
 		// A store outage is a 503 with Retry-After: a draft client resumes
 		// after a 5xx.
-		g.writeRefusal(w, r, refusalFor(err))
+		g.writeRefusal(w, r, rf)
 		return
 	}
 	switch r.Method {

@@ -492,17 +492,8 @@ func (g *Gateway) serveTusBase(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case http.MethodHead, http.MethodPatch, http.MethodDelete:
-		if r.URL.RawPath != "" || !auth.ValidUploadID(id) {
-			g.writeRefusal(w, r, refuse(http.StatusNotFound, "upload not found"))
-			return
-		}
-		authorize := g.cfg.Sessions.Authorize
-		if r.Method == http.MethodHead {
-			authorize = g.cfg.Sessions.AuthorizeRead
-		}
-		sess, err := authorize(r.Context(), id)
-		if err != nil {
-			rf := refusalFor(err)
+		sess, rf := g.uploadSession(r, id)
+		if rf != nil {
 			if r.Method == http.MethodHead && rf.status == http.StatusServiceUnavailable {
 				// tus-js-client restarts from byte 0 after a 5xx on HEAD but
 				// retries a 423: a store outage must not cost the upload.
@@ -600,6 +591,24 @@ func (g *Gateway) serveTusd(w http.ResponseWriter, r *http.Request, id string, s
 	if _, err := g.touch(ctx, *sess, clientAddr(r, g.cfg.TrustedProxies)); err != nil {
 		g.log.WarnContext(ctx, "touch session", "upload", logID(sess.UploadID), "error", err)
 	}
+}
+
+// uploadSession authorises a request at an upload URL (HEAD, PATCH, DELETE)
+// by the upload's session, for every door that has upload URLs. A HEAD only
+// reads: its session may come from the short-lived read cache.
+func (g *Gateway) uploadSession(r *http.Request, id string) (auth.Session, *refusal) {
+	if r.URL.RawPath != "" || !auth.ValidUploadID(id) {
+		return auth.Session{}, refuse(http.StatusNotFound, "upload not found")
+	}
+	authorize := g.cfg.Sessions.Authorize
+	if r.Method == http.MethodHead {
+		authorize = g.cfg.Sessions.AuthorizeRead
+	}
+	sess, err := authorize(r.Context(), id)
+	if err != nil {
+		return sess, refusalFor(err)
+	}
+	return sess, nil
 }
 
 // boundPatch bounds the body of a PATCH by its upload's size: every byte
