@@ -130,7 +130,7 @@ need_proxies() {
 deps_e2e() {
 	need_proxies # nginx and caddy in front of the gateway (test/e2e/proxy_test.go)
 	command -v systemd-analyze >/dev/null 2>&1 || need_apt systemd # systemd-analyze verify of deploy/systemd (deploy/systemd_test.go)
-	need_apt redis-server # the Redis session store tests
+	need_apt redis-server redis-tools # the Redis session store tests; redis-cli creates the test Cluster
 	need_apt prosody prosody-modules python3-slixmpp python3-aiohttp # the XEP-0363 tests with Prosody and a slixmpp client
 	need_apt prometheus # promtool, for the alert rules in deploy/prometheus (deploy/deploy_test.go)
 	need_apt clamav-daemon clamdscan # the virus-scan hook recipe (test/e2e/hooks_test.go; its own signature database, no download)

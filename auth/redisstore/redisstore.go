@@ -1,7 +1,3 @@
-// Package redisstore keeps upload sessions in Redis, for several gateway
-// instances that share them: the auth.Store that owns the key layout, the Lua
-// scripts that write atomically, the key expiries and the sweep index in a
-// sorted set.
 package redisstore
 
 import (
@@ -30,14 +26,14 @@ const (
 	DefaultExpiryMargin = 24 * time.Hour
 )
 
-// redisHashTag follows the key prefix in every key name. Redis Cluster hashes
-// only the part of a key between the first "{" and the next "}", so every key
-// of a Store lands in the same hash slot: the scripts below touch several
-// keys at once (a session, its slot mappings, the sweep index), which Cluster
-// allows only within one slot (each script gets every key it touches in KEYS,
-// none derived inside the script). The price is that one shard (a primary and its
-// replicas) holds all sessions; Cluster then gives failover, not sharding of
-// sessions. A session record is about a kilobyte, so one shard holds millions.
+// redisHashTag follows the key prefix in every key name of the single-node
+// layout. Redis Cluster hashes only the part of a key between the first "{"
+// and the next "}", so every key of that layout lands in the same hash slot:
+// the scripts below touch several keys at once (a session, its slot mappings,
+// the sweep index), which Cluster allows only within one slot (each script
+// gets every key it touches in KEYS, none derived inside the script). On a
+// Cluster, that puts every session on one master: the sharded layout
+// (Options.Sharded, sharded.go) spreads them instead.
 const redisHashTag = "{sessions}"
 
 // Bounds of the optimistic write loop (Update, Rebind, Delete).
@@ -61,6 +57,12 @@ type Options struct {
 	// not have deleted them by then (default DefaultExpiryMargin; negative:
 	// never). A session without SweepAt never expires.
 	ExpiryMargin time.Duration
+	// Sharded selects the sharded key layout, which spreads sessions over the
+	// masters of a Redis Cluster (see sharded.go's layout notes in the
+	// package documentation). The default, single-node layout keeps every
+	// key in one hash slot. The two layouts do not read each other's keys:
+	// every gateway that shares sessions must use the same one.
+	Sharded bool
 }
 
 // Store is an auth.Store in Redis, for several gateway instances that share
@@ -98,10 +100,12 @@ type Options struct {
 // is returned wrapped in auth.ErrStoreUnavailable. A Store is safe for
 // concurrent use.
 type Store struct {
-	client redis.UniversalClient
-	prefix string // key prefix and hash tag
-	margin time.Duration
-	closed atomic.Bool
+	client  redis.UniversalClient
+	base    string // key prefix
+	prefix  string // key prefix and hash tag (single-node layout)
+	sharded bool
+	margin  time.Duration
+	closed  atomic.Bool
 
 	create, put, del, prune *redis.Script
 }
@@ -124,13 +128,15 @@ func New(client redis.UniversalClient, opts Options) *Store {
 		margin = DefaultExpiryMargin
 	}
 	return &Store{
-		client: client,
-		prefix: prefix + redisHashTag + ":",
-		margin: margin,
-		create: redis.NewScript(redisCreateScript),
-		put:    redis.NewScript(redisPutScript),
-		del:    redis.NewScript(redisDeleteScript),
-		prune:  redis.NewScript(redisPruneScript),
+		client:  client,
+		base:    prefix,
+		prefix:  prefix + redisHashTag + ":",
+		sharded: opts.Sharded,
+		margin:  margin,
+		create:  redis.NewScript(redisCreateScript),
+		put:     redis.NewScript(redisPutScript),
+		del:     redis.NewScript(redisDeleteScript),
+		prune:   redis.NewScript(redisPruneScript),
 	}
 }
 
@@ -167,6 +173,20 @@ expire(KEYS[1], ARGV[5])
 return {1}
 `
 
+// redisMoveSweep is the part of the put scripts that stores the session
+// (KEYS[1]) and moves its entry in the sweep index (KEYS[2]), with ARGV: read
+// version, new version, record, sweep entry ("" none), sweep score.
+const redisMoveSweep = `
+local function move_sweep()
+  local old = redis.call('HGET', KEYS[1], 'w')
+  if old ~= ARGV[4] then
+    if old and old ~= '' then redis.call('ZREM', KEYS[2], old) end
+    if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
+  end
+  redis.call('HSET', KEYS[1], 'd', ARGV[3], 'v', ARGV[2], 'w', ARGV[4])
+end
+`
+
 // redisPutScript stores a session read at version ARGV[1], unless it changed
 // since, and (for a rebind) maps a slot to it, unless the slot is mapped to
 // another upload.
@@ -185,7 +205,7 @@ return {1}
 // version, so the n slots cover all of them; one that is no longer mapped to
 // the upload (its key expired, and another upload may have mapped it since)
 // is skipped.
-const redisPutScript = redisExpireFunc + `
+const redisPutScript = redisExpireFunc + redisMoveSweep + `
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
 if v == ARGV[2] then return 1 end
@@ -198,12 +218,7 @@ if slot then
 end
 if v ~= ARGV[1] then return 0 end
 if prev ~= ARGV[9] then return 0 end
-local old = redis.call('HGET', KEYS[1], 'w')
-if old ~= ARGV[4] then
-  if old and old ~= '' then redis.call('ZREM', KEYS[2], old) end
-  if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
-end
-redis.call('HSET', KEYS[1], 'd', ARGV[3], 'v', ARGV[2], 'w', ARGV[4])
+move_sweep()
 if slot then
   if prev == '' then
     redis.call('SET', slot, ARGV[7])
@@ -251,10 +266,29 @@ return 1
 // errRedisStoreClosed is returned by every method of a closed Store.
 var errRedisStoreClosed = fmt.Errorf("redis session store is closed: %w", auth.ErrStoreUnavailable)
 
-func (r *Store) keySession(uploadID string) string { return r.prefix + "session:" + uploadID }
-func (r *Store) keySlot(slotKey string) string     { return r.prefix + "slot:" + slotKey }
-func (r *Store) keySlots(uploadID string) string   { return r.prefix + "slots:" + uploadID }
-func (r *Store) keySweep() string                  { return r.prefix + "sweep" }
+func (r *Store) keySession(uploadID string) string {
+	if r.sharded {
+		return r.shardSession(uploadID)
+	}
+	return r.prefix + "session:" + uploadID
+}
+func (r *Store) keySlot(slotKey string) string {
+	if r.sharded {
+		return r.shardSlot(slotKey)
+	}
+	return r.prefix + "slot:" + slotKey
+}
+
+// keySweepOf is the sweep index that lists the session of uploadID.
+func (r *Store) keySweepOf(uploadID string) string {
+	if r.sharded {
+		return r.shardSweepOf(uploadID)
+	}
+	return r.keySweep()
+}
+
+func (r *Store) keySlots(uploadID string) string { return r.prefix + "slots:" + uploadID }
+func (r *Store) keySweep() string                { return r.prefix + "sweep" }
 
 // begin fails if ctx is done or the store is closed.
 func (r *Store) begin(ctx context.Context, op string) error {
@@ -280,6 +314,9 @@ func (r *Store) Create(ctx context.Context, s auth.Session) (auth.Session, bool,
 	}
 	if err := r.begin(ctx, op); err != nil {
 		return auth.Session{}, false, err
+	}
+	if r.sharded {
+		return r.shardedCreate(ctx, op, s)
 	}
 	rec, stored, err := encode(s)
 	if err != nil {
@@ -410,6 +447,9 @@ func (r *Store) modify(ctx context.Context, op, uploadID, slotKey string, fn fun
 	if err := r.begin(ctx, op); err != nil {
 		return auth.Session{}, err
 	}
+	if r.sharded {
+		return r.shardedModify(ctx, op, uploadID, slotKey, fn)
+	}
 	for attempt := range redisMaxWriteAttempts {
 		if err := redisBackoff(ctx, attempt); err != nil {
 			return auth.Session{}, fmt.Errorf("%s: %w", op, err)
@@ -470,6 +510,9 @@ func (r *Store) Delete(ctx context.Context, uploadID string) error {
 	if err := r.begin(ctx, op); err != nil {
 		return err
 	}
+	if r.sharded {
+		return r.shardedDelete(ctx, op, uploadID)
+	}
 	for attempt := range redisMaxWriteAttempts {
 		if err := redisBackoff(ctx, attempt); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
@@ -519,13 +562,18 @@ func (r *Store) Expired(ctx context.Context, t time.Time, limit int) ([]auth.Ses
 // expired is one round of Expired; pruned reports that it removed stale index
 // entries, so that another round may find more due sessions.
 func (r *Store) expired(ctx context.Context, t time.Time, limit int) (due []auth.Session, pruned bool, err error) {
-	entries, err := r.client.ZRangeArgs(ctx, redis.ZRangeArgs{
-		Key:     r.keySweep(),
-		Start:   "-inf",
-		Stop:    strconv.FormatInt(redisSweepMillis(t), 10), // the millisecond of t: some entries are not before t
-		ByScore: true,
-		Count:   int64(limit),
-	}).Result()
+	var entries []string
+	if r.sharded {
+		entries, err = r.shardedDue(ctx, t, limit)
+	} else {
+		entries, err = r.client.ZRangeArgs(ctx, redis.ZRangeArgs{
+			Key:     r.keySweep(),
+			Start:   "-inf",
+			Stop:    strconv.FormatInt(redisSweepMillis(t), 10), // the millisecond of t: some entries are not before t
+			ByScore: true,
+			Count:   int64(limit),
+		}).Result()
+	}
 	if err != nil {
 		return nil, false, unavailable("read sweep index", err)
 	}
@@ -558,7 +606,7 @@ func (r *Store) expired(ctx context.Context, t time.Time, limit int) (due []auth
 		rec, okRec := vals[0].(string)
 		if w, _ := vals[1].(string); !okRec || w != entry {
 			// The session expired in Redis, or moved since the index was read.
-			keys := []string{r.keySession(ids[i]), r.keySweep()}
+			keys := []string{r.keySession(ids[i]), r.keySweepOf(ids[i])}
 			if err := r.prune.Run(ctx, r.client, keys, entry).Err(); err != nil {
 				return nil, false, unavailable("prune sweep index", err)
 			}

@@ -31,18 +31,24 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	testproc.Require(t, "redis-server", "UPLOADGATE_SKIP_REDIS",
 		"redis-server not found: run `make deps` (scripts/install-test-deps.sh installs it)")
-	port := testproc.Port(t)
-	dir := t.TempDir()
+	s := newServer(t, "redis-server", testproc.Port(t), t.TempDir())
+	s.srv.Start(t)
+	return s
+}
+
+// newServer prepares (does not start) a redis-server on port with its data
+// in dir, with the arguments extra added to the usual ones.
+func newServer(t testing.TB, name string, port int, dir string, extra ...string) *Server {
 	logPath := filepath.Join(dir, "redis.log")
 	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), t: t}
 	s.srv = testproc.Server{
-		Name: "redis-server",
+		Name: name,
 		Command: func() *exec.Cmd {
-			return exec.Command("redis-server",
+			return exec.Command("redis-server", append([]string{
 				"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 				"--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
 				"--maxmemory-policy", "noeviction", "--daemonize", "no",
-				"--logfile", logPath)
+				"--logfile", logPath}, extra...)...)
 		},
 		LogPath: logPath,
 		Ready:   func() error { return ping(s.Addr) },
@@ -50,7 +56,6 @@ func Start(t testing.TB) *Server {
 		Poll:    20 * time.Millisecond,
 		Grace:   5 * time.Second,
 	}
-	s.srv.Start(t)
 	return s
 }
 
