@@ -175,6 +175,64 @@ func TestShardedStoreContractCluster(t *testing.T) {
 
 	t.Run("spread", func(t *testing.T) { testSpread(t, cl, client, masters) })
 	t.Run("round trips", func(t *testing.T) { testRoundTrips(t, cl) })
+	t.Run("migrate", func(t *testing.T) { testMigrate(t, client, masters) })
+}
+
+// testMigrate writes sessions in the single-node layout (as a gateway of an
+// older version did on the Cluster) and moves them with Migrate.
+func testMigrate(t *testing.T, client *redis.ClusterClient, masters []*redis.Client) {
+	ctx := context.Background()
+	const prefix = "migrate:"
+	const n = 40
+	old := redisstore.New(client, redisstore.Options{KeyPrefix: prefix})
+	for i := range n {
+		if _, _, err := old.Create(ctx, sessiontest.Sample(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%4 == 0 { // a re-bound upload: two slots
+			if _, err := old.Rebind(ctx, sessiontest.ID(i), sessiontest.SlotKey(1000+i), func(*auth.Session) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, Sharded: true})
+	moved, err := st.Migrate(ctx)
+	if err != nil || moved != n {
+		t.Fatalf("Migrate: %d, %v; want %d", moved, err, n)
+	}
+	for i := range n {
+		s, err := st.Get(ctx, sessiontest.ID(i))
+		if err != nil || !sessiontest.Equal(s, sessiontest.Sample(i)) {
+			t.Fatalf("session %d after Migrate: %v", i, err)
+		}
+		if _, err := old.Get(ctx, sessiontest.ID(i)); !errors.Is(err, auth.ErrSessionNotFound) {
+			t.Errorf("session %d still in the single-node layout: %v", i, err)
+		}
+		wantSlots := []string{sessiontest.SlotKey(i)}
+		if i%4 == 0 {
+			wantSlots = append(wantSlots, sessiontest.SlotKey(1000+i))
+		}
+		for _, k := range wantSlots {
+			if id, err := st.LookupSlot(ctx, k); err != nil || id != sessiontest.ID(i) {
+				t.Errorf("slot of session %d after Migrate: %q, %v", i, id, err)
+			}
+		}
+	}
+	checkShardedKeys(t, masters, prefix)
+	if due, err := st.Expired(ctx, sessiontest.Sample(n).SweepAt, 2*n); err != nil || len(due) != n {
+		t.Errorf("Expired after Migrate: %d sessions, %v; want %d", len(due), err, n)
+	}
+	if moved, err := st.Migrate(ctx); err != nil || moved != 0 {
+		t.Errorf("Migrate again: %d, %v; want 0", moved, err)
+	}
+	for i := range n {
+		if err := st.Delete(ctx, sessiontest.ID(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := readShardedKeys(t, masters, prefix); len(k.sessions)+len(k.slots)+len(k.sweep) != 0 {
+		t.Errorf("keys left after deleting every migrated session: %v", k.perNode)
+	}
 }
 
 // testSpread opens and completes 300 uploads through the session manager
@@ -312,6 +370,9 @@ func TestShardedStoreMasterDown(t *testing.T) {
 		}
 	}
 	cl.Masters[1].Stop()
+	if err := st.Ping(ctx); !isUnavailable(err) {
+		t.Errorf("Ping with a master down: %v; want ErrStoreUnavailable", err)
+	}
 	var failed, ok int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -337,8 +398,10 @@ func TestShardedStoreMasterDown(t *testing.T) {
 	if failed == 0 {
 		t.Errorf("no update failed with a master down")
 	}
-	cl.Masters[1].Restart()
-	cl.WaitOK(t, 20*time.Second)
+	cl.RestartMaster(t, 1)
+	if err := st.Ping(ctx); err != nil {
+		t.Errorf("Ping after the master's restart: %v", err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for i := range n {
 		for {

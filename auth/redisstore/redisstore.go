@@ -628,10 +628,21 @@ func (r *Store) Ping(ctx context.Context) error {
 	if err := r.begin(ctx, op); err != nil {
 		return err
 	}
-	if err := r.client.Ping(ctx).Err(); err != nil {
+	if err := r.ping(ctx); err != nil {
 		return unavailable(op, err)
 	}
 	return nil
+}
+
+// ping pings Redis: every master of a Cluster (each holds sessions), one
+// server otherwise.
+func (r *Store) ping(ctx context.Context) error {
+	if c, ok := r.client.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		})
+	}
+	return r.client.Ping(ctx).Err()
 }
 
 // Close implements auth.Store. It closes nothing: the Redis client belongs to the

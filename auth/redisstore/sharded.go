@@ -78,7 +78,8 @@ const shardSlotField = "m:"
 // shardCreateScript creates a session unless it exists.
 //
 // KEYS: session, sweep index. ARGV: record, version, sweep entry ("" none),
-// sweep score, expiry.
+// sweep score, expiry, then the hash fields of slots to list (a migrated
+// session's).
 // Returns {1} when created (also when this very call was applied already),
 // else {0, the session's fields as HGETALL returns them}.
 const shardCreateScript = redisExpireFunc + `
@@ -87,6 +88,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('HGETALL', KEYS[1])}
 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[2], 'w', ARGV[3])
+for i = 6, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], '') end
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3]) end
 expire(KEYS[1], ARGV[5])
 return {1}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
 	"github.com/uploadgate/uploadgate/auth/boltstore"
@@ -287,8 +288,23 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if c.RedisURL != "" {
 		client, _ := newRedisClient(c.RedisURL)
 		defer client.Close()
-		rs := redisstore.New(client, redisstore.Options{})
+		// A Cluster gets the sharded key layout, which spreads sessions
+		// over its masters; one server and Sentinel keep the single-node
+		// layout (docs/scaling.md#redis-cluster).
+		_, sharded := client.(*redis.ClusterClient)
+		rs := redisstore.New(client, redisstore.Options{Sharded: sharded})
 		defer rs.Close()
+		if sharded {
+			// Sessions that an older version kept in the single-node layout
+			// on this Cluster move to the sharded one (once; a no-op after).
+			moved, err := rs.Migrate(ctx)
+			if err != nil {
+				return fmt.Errorf("redis sessions: %w", err)
+			}
+			if moved > 0 {
+				log.Info("moved Redis sessions to the sharded layout", "sessions", moved)
+			}
+		}
 		sessStore = rs
 		rl, err := redislock.New(client, redislock.Options{Logger: log})
 		if err != nil {

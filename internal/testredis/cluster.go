@@ -146,6 +146,39 @@ func command(addr string, args ...string) (string, error) {
 	return "", fmt.Errorf("unexpected reply %q", line)
 }
 
+// StopMaster stops master i by its PID (SIGTERM, as a crash would not; its
+// AOF has every write of the last second at most) and waits until every
+// other master reports cluster_state:fail, the node timeout after which the
+// cluster refuses commands.
+func (c *Cluster) StopMaster(t testing.TB, i int) {
+	t.Helper()
+	c.Masters[i].Stop()
+	deadline := time.Now().Add(20 * time.Second)
+	for j, m := range c.Masters {
+		if j == i {
+			continue
+		}
+		for {
+			info, err := command(m.Addr, "CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:fail") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("master %s does not see the cluster down: %v", m.Addr, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// RestartMaster starts master i again on its port and data directory (its
+// nodes.conf and AOF) and waits until the cluster is ok.
+func (c *Cluster) RestartMaster(t testing.TB, i int) {
+	t.Helper()
+	c.Masters[i].Restart()
+	c.WaitOK(t, 20*time.Second)
+}
+
 // DBSize returns the number of keys that master i holds.
 func (c *Cluster) DBSize(t testing.TB, i int) int {
 	t.Helper()

@@ -25,6 +25,17 @@
 // (the payload is an upload ID), so the pub/sub traffic is one small message
 // per Unlock and per contended attempt, times the number of instances.
 //
+// # Redis Cluster
+//
+// A lock key has no hash tag: Cluster hashes its whole name, so the locks of
+// different uploads spread over the masters, and every command and script
+// touches one key. The notices are plain PUBLISH (from the unlock script,
+// on the master that holds the key); Cluster forwards those to every node,
+// so a subscription on any node receives them. (Sharded pub/sub would reach
+// only the shard of the channel, whose master is then needed by every
+// publisher.) While the node of the subscription is down, the subscriber
+// resubscribes with backoff and polling carries the hand-offs.
+//
 // # Losing a lock, and the residual risk
 //
 // When a renewal finds the key gone or owned by someone else, the lock is

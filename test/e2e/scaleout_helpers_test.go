@@ -31,10 +31,12 @@ import (
 // and upload locks), one versitygw bucket (the uploads), the slot secret and
 // the upload-ID key.
 type scaleCluster struct {
-	redis  *testredis.Server
-	s3     *tests3.Server
-	secret string
-	idKey  string
+	redis    *testredis.Server  // one redis-server, or
+	cluster  *testredis.Cluster // a Redis Cluster (newScaleRedisCluster)
+	redisURL string             // the --redis-url of either
+	s3       *tests3.Server
+	secret   string
+	idKey    string
 }
 
 // newScaleCluster starts redis-server and versitygw and puts the S3
@@ -42,12 +44,26 @@ type scaleCluster struct {
 // to the gateways it starts (t.Setenv: the test must not be parallel).
 func newScaleCluster(t *testing.T) *scaleCluster {
 	t.Helper()
-	c := &scaleCluster{
-		redis:  testredis.Start(t),
-		s3:     tests3.Start(t),
-		secret: randomHex(t, 24),
-		idKey:  randomHex(t, 32),
-	}
+	r := testredis.Start(t)
+	return newScaleShared(t, &scaleCluster{redis: r, redisURL: "redis://" + r.Addr + "/0"})
+}
+
+// newScaleRedisCluster is newScaleCluster with a three-master Redis Cluster
+// (redis+cluster://, the sharded session layout) instead of one redis-server.
+func newScaleRedisCluster(t *testing.T) *scaleCluster {
+	t.Helper()
+	rc := testredis.StartCluster(t, 3)
+	addrs := rc.Addrs()
+	u := "redis+cluster://" + addrs[0] + "?addr=" + strings.Join(addrs[1:], "&addr=")
+	return newScaleShared(t, &scaleCluster{cluster: rc, redisURL: u})
+}
+
+// newScaleShared adds versitygw, the secret and the ID key to c.
+func newScaleShared(t *testing.T, c *scaleCluster) *scaleCluster {
+	t.Helper()
+	c.s3 = tests3.Start(t)
+	c.secret = randomHex(t, 24)
+	c.idKey = randomHex(t, 32)
 	c.s3.Setenv(t)
 	return c
 }
@@ -73,7 +89,7 @@ func (c *scaleCluster) start(t *testing.T) *server {
 		"--s3-bucket", c.s3.Bucket,
 		"--s3-endpoint", c.s3.Endpoint,
 		"--s3-path-style",
-		"--redis-url", "redis://"+c.redis.Addr+"/0",
+		"--redis-url", c.redisURL,
 	)
 	s.DataDir = dir
 	s.Secret = c.secret // s.sign mints slots with the cluster's secret

@@ -219,16 +219,8 @@ func TestScaleOutRedisRestart(t *testing.T) {
 	cl := newScaleCluster(t)
 	a, b := cl.start(t), cl.start(t)
 	c := scaleClient()
-	const size = 8*MiB + 9
-	const first = 5*MiB + 1
-	data, _ := sessRandomBytes(t, size)
-
-	sl := scaleSlot(t, a, "redis.bin", size, "application/octet-stream")
-	created := sessCreate(t, c, sl, "redis.bin", size, "application/octet-stream")
-	sessMustStatus(t, "POST at the slot URL on A", created, http.StatusCreated)
-	locA := created.Header.Get("Location")
-	locB := scaleOn(t, locA, b)
-	sessMustStatus(t, "first PATCH on A", sessPatch(t, c, locA, 0, data[:first]), http.StatusNoContent)
+	u := scaleBeginOutage(t, c, a, b, "redis.bin")
+	data, sl, locA, locB, first, size := u.data, u.sl, u.locA, u.locB, u.first, int64(len(u.data))
 	fresh := scaleSlot(t, b, "fresh.bin", size, "application/octet-stream")
 	for _, s := range []*server{a, b} {
 		if code, err := s.status("/readyz"); err != nil || code != http.StatusOK {
@@ -278,14 +270,46 @@ func TestScaleOutRedisRestart(t *testing.T) {
 	}
 	t.Logf("/readyz 200 on A and B %v after Redis was back", time.Since(back))
 
-	hr := scaleWaitOffset(t, locB, true, first, first, 15*time.Second)
+	u.finish(t, c, a)
+}
+
+// scaleOutage is an upload that an outage of Redis interrupts: created on
+// A, its first 5 MiB sent there.
+type scaleOutage struct {
+	data       []byte
+	sl         slot
+	locA, locB string
+	first      int64
+}
+
+// scaleBeginOutage creates an upload of 8 MiB on A and sends its first 5 MiB.
+func scaleBeginOutage(t *testing.T, c *http.Client, a, b *server, name string) scaleOutage {
+	t.Helper()
+	const size = 8*MiB + 9
+	u := scaleOutage{first: 5*MiB + 1}
+	u.data, _ = sessRandomBytes(t, size)
+	u.sl = scaleSlot(t, a, name, size, "application/octet-stream")
+	created := sessCreate(t, c, u.sl, name, size, "application/octet-stream")
+	sessMustStatus(t, "POST at the slot URL on A", created, http.StatusCreated)
+	u.locA = created.Header.Get("Location")
+	u.locB = scaleOn(t, u.locA, b)
+	sessMustStatus(t, "first PATCH on A", sessPatch(t, c, u.locA, 0, u.data[:u.first]), http.StatusNoContent)
+	return u
+}
+
+// finish completes the upload on B once Redis is back (after a HEAD there
+// shows the offset reached before the outage) and downloads it from a.
+func (u scaleOutage) finish(t *testing.T, c *http.Client, a *server) {
+	t.Helper()
+	size := int64(len(u.data))
+	hr := scaleWaitOffset(t, u.locB, true, u.first, u.first, 15*time.Second)
 	t.Logf("HEAD on B after the restart: %s after %v (%d × 423 before)", hr.last, hr.elapsed, hr.locked)
-	p := sessPatch(t, c, locB, first, data[first:])
+	p := sessPatch(t, c, u.locB, u.first, u.data[u.first:])
 	sessMustStatus(t, "PATCH of the rest on B after the restart", p, http.StatusNoContent)
 	if p.offset(t) != size {
 		t.Errorf("PATCH of the rest on B: Upload-Offset %d; want %d", p.offset(t), size)
 	}
-	scaleCheckDownload(t, a, sl.GetURL, data, 0, first+10)
+	scaleCheckDownload(t, a, u.sl.GetURL, u.data, 0, u.first+10)
 }
 
 // scaleWaitReady polls /readyz of s until it answers want.
