@@ -424,3 +424,91 @@ func TestShardedStoreMasterDown(t *testing.T) {
 }
 
 func isUnavailable(err error) bool { return errors.Is(err, auth.ErrStoreUnavailable) }
+
+// TestShardedStoreExpiredPrunes lets Redis expire sessions (a SweepAt long
+// past, with a margin of a millisecond) before the clean-up sees them: the
+// bucket's sweep index entries they leave are pruned, and no key is left.
+func TestShardedStoreExpiredPrunes(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newRedisClient(t, srv.Addr)
+	const prefix = "prune:"
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, Sharded: true, ExpiryMargin: time.Millisecond})
+	ctx := context.Background()
+	past := time.Now().Add(-time.Hour)
+	for i := range 10 {
+		s := sessiontest.Sample(i)
+		s.SweepAt = past.Add(time.Duration(i) * time.Second)
+		if _, _, err := st.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Get(ctx, sessiontest.ID(0)); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Fatalf("Get of a session that Redis expired: %v; want ErrSessionNotFound", err)
+	}
+	k := readShardedKeys(t, []*redis.Client{client}, prefix)
+	if len(k.sweep) != 10 || len(k.sessions)+len(k.slots) != 0 {
+		t.Fatalf("before the clean-up: %d sweep entries, %d sessions, %d slots; want 10, 0, 0", len(k.sweep), len(k.sessions), len(k.slots))
+	}
+	due, err := st.Expired(ctx, time.Now(), 5)
+	if err != nil || len(due) != 0 {
+		t.Fatalf("Expired: %d sessions, %v; want none", len(due), err)
+	}
+	if keys, err := client.Keys(ctx, prefix+"*").Result(); err != nil || len(keys) != 0 {
+		t.Errorf("keys left after Expired pruned the index: %q, %v", keys, err)
+	}
+}
+
+// TestShardedStoreHeals leaves what an outage between the writes of the
+// sharded layout can leave, and checks how each ends: a session whose slot
+// mapping was lost gets it back from the next Create of the upload, and a
+// claim whose session was never written names the right upload, so that
+// the retried Create keeps it.
+func TestShardedStoreHeals(t *testing.T) {
+	srv := testredis.Start(t)
+	client := newRedisClient(t, srv.Addr)
+	const prefix = "heal:"
+	st := redisstore.New(client, redisstore.Options{KeyPrefix: prefix, Sharded: true})
+	ctx := context.Background()
+
+	s := sessiontest.Sample(1)
+	if _, created, err := st.Create(ctx, s); err != nil || !created {
+		t.Fatalf("Create: %v, %v", created, err)
+	}
+	if err := client.Del(ctx, prefix+"slot:"+s.SlotKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.LookupSlot(ctx, s.SlotKey); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Fatalf("LookupSlot of the lost mapping: %v", err)
+	}
+	if _, created, err := st.Create(ctx, s); err != nil || created {
+		t.Fatalf("Create again: %v, %v; want the existing session", created, err)
+	}
+	if id, err := st.LookupSlot(ctx, s.SlotKey); err != nil || id != s.UploadID {
+		t.Errorf("LookupSlot after the upload's Create: %q, %v; want the mapping back", id, err)
+	}
+
+	// A claim without its session (the session's master failed).
+	s2 := sessiontest.Sample(2)
+	if err := client.Set(ctx, prefix+"slot:"+s2.SlotKey, s2.UploadID, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, created, err := st.Create(ctx, s2); err != nil || !created {
+		t.Fatalf("Create after a lone claim: %v, %v", created, err)
+	}
+	if id, err := st.LookupSlot(ctx, s2.SlotKey); err != nil || id != s2.UploadID {
+		t.Errorf("LookupSlot after the Create: %q, %v", id, err)
+	}
+	checkShardedKeys(t, []*redis.Client{client}, prefix)
+	// Delete removes what names the upload and leaves the rest.
+	if err := client.Set(ctx, prefix+"slot:other", "someone-else", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{s.UploadID, s2.UploadID} {
+		if err := st.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, err := client.Keys(ctx, prefix+"*").Result(); err != nil || len(keys) != 1 || keys[0] != prefix+"slot:other" {
+		t.Errorf("keys after Delete: %q, %v; want only the other upload's mapping", keys, err)
+	}
+}

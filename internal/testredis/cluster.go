@@ -179,6 +179,31 @@ func (c *Cluster) RestartMaster(t testing.TB, i int) {
 	c.WaitOK(t, 20*time.Second)
 }
 
+// Calls returns the number of commands that the masters have run since
+// they started (INFO commandstats), by command name, summed over masters.
+func (c *Cluster) Calls(t testing.TB) map[string]int {
+	t.Helper()
+	calls := map[string]int{}
+	for _, m := range c.Masters {
+		info, err := command(m.Addr, "INFO", "commandstats")
+		if err != nil {
+			t.Fatalf("INFO commandstats on %s: %v", m.Addr, err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+			if !ok || !strings.HasPrefix(line, "cmdstat_") {
+				continue
+			}
+			n, err := strconv.Atoi(rest[:strings.IndexByte(rest+",", ',')])
+			if err != nil {
+				t.Fatalf("INFO commandstats on %s: %q: %v", m.Addr, line, err)
+			}
+			calls[name] += n
+		}
+	}
+	return calls
+}
+
 // DBSize returns the number of keys that master i holds.
 func (c *Cluster) DBSize(t testing.TB, i int) int {
 	t.Helper()

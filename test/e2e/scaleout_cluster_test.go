@@ -3,6 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -19,6 +21,30 @@ func TestScaleOutRedisCluster(t *testing.T) {
 	a, b := cl.start(t), cl.start(t)
 	t.Logf("cluster, versitygw and two gateways up in %v", time.Since(start).Round(time.Millisecond))
 	c := scaleClient()
+
+	t.Run("commands per creation", func(t *testing.T) {
+		// What a tus creation at a slot URL costs the Cluster, counted by the
+		// masters themselves: every command, sent alone, in a pipeline or
+		// run by a script.
+		const n = 20
+		before := cl.cluster.Calls(t)
+		for i := range n {
+			name := fmt.Sprintf("count%d.bin", i)
+			sl := scaleSlot(t, a, name, 1000, "application/octet-stream")
+			sessMustStatus(t, "POST at the slot URL on A", sessCreate(t, c, sl, name, 1000, "application/octet-stream"), http.StatusCreated)
+		}
+		after := cl.cluster.Calls(t)
+		var names []string
+		total := 0
+		for name, calls := range after {
+			if d := calls - before[name]; d > 0 && name != "info" && name != "cluster|info" && name != "ping" {
+				names = append(names, fmt.Sprintf("%s %.1f", name, float64(d)/n))
+				total += d
+			}
+		}
+		slices.Sort(names)
+		t.Logf("Redis commands run per tus creation, scripts' own included: %.1f (%s)", float64(total)/n, strings.Join(names, ", "))
+	})
 
 	t.Run("tus", func(t *testing.T) {
 		const size = 9*MiB + 4321
