@@ -62,7 +62,9 @@ need_go_install() {
 		local info built mod
 		info=$("$GO" version -m "$bin" 2>/dev/null || true)
 		built=$(printf '%s\n' "$info" | awk 'NR==1 {print $2}')
-		mod=$(printf '%s\n' "$info" | awk '$1 == "mod" {print $3; exit}')
+		# awk reads to the end: one that exits early makes printf die of
+		# SIGPIPE, which pipefail turns into a failure of the script.
+		mod=$(printf '%s\n' "$info" | awk '$1 == "mod" && m == "" {m = $3} END {print m}')
 		if [ "$mod" = "$version" ] && [ "$built" = "$("$GO" env GOVERSION)" ]; then
 			return 0
 		fi
