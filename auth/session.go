@@ -136,3 +136,16 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// SlotCreator is a Store that also does what Sessions.Open asks of a whole
+// upload's slot in one step: a remote store answers it in one round trip,
+// where LookupSlot and then Create take two. Sessions.Open uses it when the
+// store has it.
+type SlotCreator interface {
+	// CreateAtSlot is Create, except that when s maps its slot (a KindWhole
+	// session) and s.SlotKey is mapped to another upload, it creates nothing,
+	// maps nothing and returns that upload's ID as other (stored is then
+	// zero). Like the Store's other methods it is atomic with respect to
+	// them, as far as the store's Create is.
+	CreateAtSlot(ctx context.Context, s Session) (stored Session, created bool, other string, err error)
+}

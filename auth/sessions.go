@@ -152,8 +152,10 @@ func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Ki
 	}
 	now := m.now()
 	key := SlotKey(slot.Path)
+	sc, oneStep := m.store.(SlotCreator)
+	oneStep = oneStep && kind == KindWhole
 
-	if kind == KindWhole {
+	if kind == KindWhole && !oneStep {
 		s, found, err := m.reboundTo(ctx, key, id)
 		if err != nil {
 			return Session{}, false, fmt.Errorf("open upload session: %w", err)
@@ -184,6 +186,25 @@ func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Ki
 	}
 	s.SweepAt = m.incompleteSweepAt(s)
 	defer m.reads.drop(s.UploadID)
+	if oneStep {
+		// The slot check and the creation in one call (one round trip to a
+		// remote store) when the slot is not re-bound, the usual case.
+		stored, created, other, err := sc.CreateAtSlot(ctx, s)
+		if err != nil {
+			return Session{}, false, fmt.Errorf("open upload session: %w", err)
+		}
+		if other == "" {
+			return stored, created, nil
+		}
+		rs, found, err := m.wholeSession(ctx, other)
+		if err != nil {
+			return Session{}, false, fmt.Errorf("open upload session: %w", err)
+		}
+		if found {
+			return rs, false, nil
+		}
+		// The upload the slot was re-bound to is gone: create as below.
+	}
 	stored, created, err := m.store.Create(ctx, s)
 	if err != nil {
 		return Session{}, false, fmt.Errorf("open upload session: %w", err)
@@ -201,7 +222,13 @@ func (m *Sessions) reboundTo(ctx context.Context, slotKey, id string) (Session, 
 	if err != nil {
 		return Session{}, false, err
 	}
-	s, err := m.store.Get(ctx, mapped)
+	return m.wholeSession(ctx, mapped)
+}
+
+// wholeSession returns the session of upload id, and whether it exists and
+// is a whole upload's.
+func (m *Sessions) wholeSession(ctx context.Context, id string) (Session, bool, error) {
+	s, err := m.store.Get(ctx, id)
 	if errors.Is(err, ErrSessionNotFound) { // deleted meanwhile
 		return Session{}, false, nil
 	}

@@ -54,6 +54,14 @@
 //     maps nothing new. A claim whose script failed (Redis down) is withdrawn
 //     as well, at best effort: one that stays names the right upload and
 //     expires with the session's expiry.
+//   - CreateAtSlot (auth.SlotCreator: the gateway opens a whole upload's
+//     session with it) also reads the slot's mapping in that pipeline, just
+//     before the claim. When the mapping names another upload (the slot was
+//     re-bound to it) and the claim failed, the session that the script may
+//     have created is deleted again, under the version check of the script
+//     that wrote it, and the other upload is returned; the window in which
+//     that session exists is one round trip, and nobody knows its upload URL.
+//     The single-node layout checks the slot inside its create script.
 //   - Rebind reads the session and the slot's mapping, claims the slot with
 //     SET NX if it is free (a taken slot fails the call with ErrSlotTaken
 //     before anything is written, a lost race reads again), then commits the

@@ -110,7 +110,10 @@ type Store struct {
 	create, put, del, prune *redis.Script
 }
 
-var _ auth.Store = (*Store)(nil)
+var (
+	_ auth.Store       = (*Store)(nil)
+	_ auth.SlotCreator = (*Store)(nil)
+)
 
 // New returns a store that keeps sessions in Redis through client,
 // which stays the caller's: Close does not close it. It panics if
@@ -153,10 +156,16 @@ end
 // unless the slot is mapped.
 //
 // KEYS: session, sweep index, the upload's slot set, [slot mapping].
-// ARGV: record, version, sweep entry ("" none), sweep score, expiry, upload ID.
+// ARGV: record, version, sweep entry ("" none), sweep score, expiry, upload
+// ID, "1" to create nothing when the slot is mapped to another upload.
 // Returns {1} when created (also when this very call was applied already and
-// is being retried after a lost reply), else {0, stored record}.
+// is being retried after a lost reply), {2, the other upload's ID} when the
+// slot was mapped to it (and ARGV[7] asked), else {0, stored record}.
 const redisCreateScript = redisExpireFunc + `
+if KEYS[4] and ARGV[7] == '1' then
+  local to = redis.call('GET', KEYS[4])
+  if to and to ~= ARGV[6] then return {2, to} end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local cur = redis.call('HMGET', KEYS[1], 'd', 'v')
   if cur[2] == ARGV[2] then return {1} end
@@ -308,43 +317,63 @@ func unavailable(op string, err error) error {
 
 // Create implements auth.Store.
 func (r *Store) Create(ctx context.Context, s auth.Session) (auth.Session, bool, error) {
+	stored, created, _, err := r.createAt(ctx, s, false)
+	return stored, created, err
+}
+
+// CreateAtSlot implements auth.SlotCreator: one round trip, as Create.
+func (r *Store) CreateAtSlot(ctx context.Context, s auth.Session) (auth.Session, bool, string, error) {
+	return r.createAt(ctx, s, true)
+}
+
+// createAt is Create, and CreateAtSlot when atSlot.
+func (r *Store) createAt(ctx context.Context, s auth.Session, atSlot bool) (auth.Session, bool, string, error) {
 	const op = "create session"
 	if err := record.CheckNew(s); err != nil {
-		return auth.Session{}, false, err
+		return auth.Session{}, false, "", err
 	}
 	if err := r.begin(ctx, op); err != nil {
-		return auth.Session{}, false, err
+		return auth.Session{}, false, "", err
 	}
 	if r.sharded {
-		return r.shardedCreate(ctx, op, s)
+		return r.shardedCreate(ctx, op, s, atSlot && record.MapsSlot(s))
 	}
 	rec, stored, err := encode(s)
 	if err != nil {
-		return auth.Session{}, false, fmt.Errorf("%s: %w", op, err)
+		return auth.Session{}, false, "", fmt.Errorf("%s: %w", op, err)
 	}
 	keys := []string{r.keySession(s.UploadID), r.keySweep(), r.keySlots(s.UploadID)}
 	if record.MapsSlot(s) {
 		keys = append(keys, r.keySlot(s.SlotKey))
 	}
 	entry, score := redisSweepEntry(stored)
+	check := ""
+	if atSlot {
+		check = "1"
+	}
 	res, err := r.create.Run(ctx, r.client, keys,
-		rec, newRedisVersion(), entry, score, r.expireAt(stored), s.UploadID).Slice()
+		rec, newRedisVersion(), entry, score, r.expireAt(stored), s.UploadID, check).Slice()
 	if err != nil {
-		return auth.Session{}, false, unavailable(op, err)
+		return auth.Session{}, false, "", unavailable(op, err)
 	}
 	if len(res) == 1 && res[0] == int64(1) {
-		return stored, true, nil
+		return stored, true, "", nil
 	}
-	if len(res) == 2 && res[0] == int64(0) {
+	if len(res) == 2 {
 		if v, ok := res[1].(string); ok {
-			old, err := record.Decode([]byte(v))
-			if err != nil {
-				return auth.Session{}, false, fmt.Errorf("%s: %w", op, err)
+			switch res[0] {
+			case int64(2):
+				return auth.Session{}, false, v, nil
+			case int64(0):
+				old, err := record.Decode([]byte(v))
+				if err != nil {
+					return auth.Session{}, false, "", fmt.Errorf("%s: %w", op, err)
+				}
+				return old, false, "", nil
 			}
-			return old, false, nil
 		}
 	}
-	return auth.Session{}, false, fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
+	return auth.Session{}, false, "", fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
 }
 
 // Get implements auth.Store.

@@ -216,29 +216,37 @@ func candidates(s auth.Session, listed []string) []string {
 	return out
 }
 
-// shardedCreate is Create in the sharded layout.
-func (r *Store) shardedCreate(ctx context.Context, op string, s auth.Session) (auth.Session, bool, error) {
+// shardedCreate is Create in the sharded layout, and CreateAtSlot when
+// atSlot: the slot's mapping is read in the same pipeline, before the claim,
+// and a session created while the slot was mapped to another upload is
+// deleted again.
+func (r *Store) shardedCreate(ctx context.Context, op string, s auth.Session, atSlot bool) (auth.Session, bool, string, error) {
 	rec, stored, err := encode(s)
 	if err != nil {
-		return auth.Session{}, false, fmt.Errorf("%s: %w", op, err)
+		return auth.Session{}, false, "", fmt.Errorf("%s: %w", op, err)
 	}
 	entry, score := redisSweepEntry(stored)
 	expiry := r.expireAt(stored)
+	version := newRedisVersion()
 	p := r.client.Pipeline()
+	var prior *redis.StringCmd
+	if atSlot {
+		prior = p.Get(ctx, r.shardSlot(s.SlotKey))
+	}
 	var claim *redis.StatusCmd
 	if record.MapsSlot(s) {
 		claim = p.SetArgs(ctx, r.shardSlot(s.SlotKey), s.UploadID, claimArgs(expiry))
 	}
 	create := &scriptCall{script: shardCreate,
 		keys: []string{r.shardSession(s.UploadID), r.shardSweepOf(s.UploadID)},
-		args: []any{rec, newRedisVersion(), entry, score, expiry}}
+		args: []any{rec, version, entry, score, expiry}}
 	create.queue(ctx, p)
 	r.exec(ctx, p, create)
 	claimed := false
 	if claim != nil {
 		ok, err := claim.Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return auth.Session{}, false, unavailable(op, err)
+			return auth.Session{}, false, "", unavailable(op, err)
 		}
 		claimed = ok == "OK"
 	}
@@ -247,29 +255,46 @@ func (r *Store) shardedCreate(ctx context.Context, op string, s auth.Session) (a
 		if claimed {
 			r.withdraw(ctx, s.SlotKey, s.UploadID)
 		}
-		return auth.Session{}, false, unavailable(op, err)
+		return auth.Session{}, false, "", unavailable(op, err)
 	}
-	if len(res) == 1 && res[0] == int64(1) {
-		return stored, true, nil
+	created := len(res) == 1 && res[0] == int64(1)
+	if prior != nil && !claimed {
+		other, err := prior.Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return auth.Session{}, false, "", unavailable(op, err)
+		}
+		if other != "" && other != s.UploadID {
+			// Mapped to another upload: this call creates nothing.
+			if created {
+				keys := []string{r.shardSession(s.UploadID), r.shardSweepOf(s.UploadID)}
+				if err := shardDelete.Run(ctx, r.client, keys, version).Err(); err != nil {
+					return auth.Session{}, false, "", unavailable(op, err)
+				}
+			}
+			return auth.Session{}, false, other, nil
+		}
+	}
+	if created {
+		return stored, true, "", nil
 	}
 	if len(res) != 2 || res[0] != int64(0) {
-		return auth.Session{}, false, fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
+		return auth.Session{}, false, "", fmt.Errorf("%s: unexpected script result of %d values", op, len(res))
 	}
 	snap, err := shardSnapshotOf(res[1])
 	if err != nil || !snap.found {
-		return auth.Session{}, false, fmt.Errorf("%s: unexpected script result: %w", op, err)
+		return auth.Session{}, false, "", fmt.Errorf("%s: unexpected script result: %w", op, err)
 	}
 	old, err := record.Decode([]byte(snap.record))
 	if err != nil {
-		return auth.Session{}, false, fmt.Errorf("%s: %w", op, err)
+		return auth.Session{}, false, "", fmt.Errorf("%s: %w", op, err)
 	}
 	if claimed && !slices.Contains(candidates(old, snap.listed), s.SlotKey) {
 		// The session existed: this Create maps nothing.
 		if err := r.unmap(ctx, s.SlotKey, s.UploadID); err != nil {
-			return auth.Session{}, false, unavailable(op, err)
+			return auth.Session{}, false, "", unavailable(op, err)
 		}
 	}
-	return old, false, nil
+	return old, false, "", nil
 }
 
 // claimArgs are the arguments of the SET NX that claims a slot.

@@ -25,7 +25,10 @@ func TestScaleOutRedisCluster(t *testing.T) {
 	t.Run("commands per creation", func(t *testing.T) {
 		// What a tus creation at a slot URL costs the Cluster, counted by the
 		// masters themselves: every command, sent alone, in a pipeline or
-		// run by a script.
+		// run by a script. The gateway sends six in four round trips: GET
+		// (the slot's look-up); GET, SET NX and EVALSHA in one pipeline (the
+		// opening of the session); SET NX (the upload's lock); EVALSHA (its
+		// release).
 		const n = 20
 		before := cl.cluster.Calls(t)
 		for i := range n {
