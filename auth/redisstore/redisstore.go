@@ -75,7 +75,9 @@ type Options struct {
 // connection per pending write and with every index change in the same atomic
 // step). Scripts are sent with EVALSHA, falling back to EVAL.
 //
-// Keys, with P the key prefix followed by the hash tag ("uploadgate:{sessions}:"):
+// Keys of the single-node layout (the sharded one is in the package
+// documentation), with P the key prefix followed by the hash tag
+// ("uploadgate:{sessions}:"):
 //
 //	P session:<upload ID>  hash: d = session JSON, v = version, w = sweep index entry
 //	P slot:<slot key>      string: the upload ID the slot is mapped to

@@ -519,6 +519,10 @@ func storeCalls(st auth.Store) []struct {
 			return err
 		}},
 		{"Ping", func(ctx context.Context) error { return st.Ping(ctx) }},
+		{"CreateAtSlot", func(ctx context.Context) error {
+			_, _, _, err := st.(auth.SlotCreator).CreateAtSlot(ctx, sessiontest.Sample(4))
+			return err
+		}},
 	}
 }
 
@@ -615,25 +619,35 @@ func TestRedisStoreUnavailable(t *testing.T) {
 		}},
 	}
 	for _, srv := range servers {
-		t.Run(srv.name, func(t *testing.T) {
-			st := redisstore.New(newRedisClient(t, srv.addr(t)), redisstore.Options{})
-			for _, c := range storeCalls(st) {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				start := time.Now()
-				err := c.call(ctx)
-				elapsed := time.Since(start)
-				cancel()
-				if !errors.Is(err, auth.ErrStoreUnavailable) || errors.Is(err, auth.ErrSessionNotFound) {
-					t.Errorf("%s: err = %v, want ErrStoreUnavailable", c.name, err)
-				}
-				if elapsed > 2*time.Second {
-					t.Errorf("%s failed only after %s", c.name, elapsed)
-				}
-				if err != nil && strings.Contains(err.Error(), sessiontest.ID(1)) {
-					t.Errorf("%s: the error names the upload: %v", c.name, err)
-				}
+		for _, sharded := range []bool{false, true} {
+			name := srv.name
+			if sharded {
+				name += ", sharded layout"
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				testUnavailable(t, redisstore.New(newRedisClient(t, srv.addr(t)), redisstore.Options{Sharded: sharded}))
+			})
+		}
+	}
+}
+
+// testUnavailable checks every call of st on a Redis that fails.
+func testUnavailable(t *testing.T, st *redisstore.Store) {
+	for _, c := range storeCalls(st) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		err := c.call(ctx)
+		elapsed := time.Since(start)
+		cancel()
+		if !errors.Is(err, auth.ErrStoreUnavailable) || errors.Is(err, auth.ErrSessionNotFound) {
+			t.Errorf("%s: err = %v, want ErrStoreUnavailable", c.name, err)
+		}
+		if elapsed > 2*time.Second {
+			t.Errorf("%s failed only after %s", c.name, elapsed)
+		}
+		if err != nil && strings.Contains(err.Error(), sessiontest.ID(1)) {
+			t.Errorf("%s: the error names the upload: %v", c.name, err)
+		}
 	}
 }
 
