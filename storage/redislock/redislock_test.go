@@ -415,7 +415,9 @@ func TestOnlyOwnerUnlocks(t *testing.T) {
 // nobody else can take it.
 func TestRenewalKeepsLock(t *testing.T) {
 	srv := testredis.Start(t)
-	const lease, renew = 300 * time.Millisecond, 100 * time.Millisecond
+	// A renewal may come up to half a second late (a loaded machine) before
+	// the lease runs out.
+	const lease, renew = 600 * time.Millisecond, 100 * time.Millisecond
 	opts := Options{KeyPrefix: uniquePrefix(), Lease: lease, RenewInterval: renew}
 	a := newLocker(t, newClient(t, srv.Addr), opts)
 	b := newLocker(t, newClient(t, srv.Addr), opts)
