@@ -78,10 +78,12 @@
 //     differs from the session's by the time between the two writes, while
 //     both expire ExpiryMargin after the session's SweepAt.
 //
-// One race is left: a Create that finds its upload existing with another
-// slot (which the gateway never asks: a whole upload's ID is derived from its
-// slot) withdraws its claim after a concurrent Rebind of the same upload to
-// the same slot may have listed it; the slot then stays listed but unmapped.
+// One race is left: a call that withdraws its claim (a Create that finds its
+// upload existing with another slot, which the gateway never asks since a
+// whole upload's ID is derived from its slot; a Rebind whose function fails
+// on a retry) may do so after a concurrent Rebind of the same upload to the
+// same slot saw the claim and listed the slot, which then stays listed but
+// unmapped until the next Rebind to it.
 //
 // The sweep index is read bucket by bucket (one pipeline, one request per
 // master) and merged in SweepAt order, ties by upload ID.

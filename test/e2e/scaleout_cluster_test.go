@@ -99,8 +99,10 @@ func TestScaleOutRedisCluster(t *testing.T) {
 		fresh := scaleSlot(t, b, "fresh.bin", size, "application/octet-stream")
 
 		const down = 1
+		stopping := time.Now()
 		cl.cluster.StopMaster(t, down)
 		stopped := time.Now()
+		t.Logf("master %d stopped; the others saw the cluster down after %v", down, stopped.Sub(stopping).Round(time.Millisecond))
 		for _, s := range []*server{a, b} {
 			scaleWaitReady(t, s, http.StatusServiceUnavailable, 10*time.Second)
 		}
@@ -123,8 +125,10 @@ func TestScaleOutRedisCluster(t *testing.T) {
 		}
 		t.Logf("requests answered while the master was down (%v)", time.Since(stopped).Round(time.Millisecond))
 
+		restarting := time.Now()
 		cl.cluster.RestartMaster(t, down)
 		back := time.Now()
+		t.Logf("master %d restarted; cluster ok after %v", down, back.Sub(restarting).Round(time.Millisecond))
 		for _, s := range []*server{a, b} {
 			scaleWaitReady(t, s, http.StatusOK, 20*time.Second)
 		}
