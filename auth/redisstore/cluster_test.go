@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,6 +265,24 @@ func testSpread(t *testing.T, cl *testredis.Cluster, client *redis.ClusterClient
 		}
 	}
 	checkShardedKeys(t, masters, prefix)
+
+	// The single-node layout on the same Cluster: every key on one master.
+	const oldPrefix = "spread-old:"
+	old := redisstore.New(client, redisstore.Options{KeyPrefix: oldPrefix})
+	sessiontest.CompleteUploads(t, auth.NewSessions(old, auth.DefaultPolicy(), clock.Now), uploads)
+	var perMaster []int
+	for _, mc := range masters {
+		keys, err := mc.Keys(context.Background(), oldPrefix+"*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		perMaster = append(perMaster, len(keys))
+	}
+	slices.Sort(perMaster)
+	t.Logf("the single-node layout on the Cluster: keys per master %v", perMaster)
+	if perMaster[0] != 0 || perMaster[1] != 0 {
+		t.Errorf("the single-node layout spread keys over masters: %v", perMaster)
+	}
 }
 
 // countHook counts the requests a node client sends: one per command sent
