@@ -518,7 +518,8 @@ func (m *Sessions) KeepRecord(ctx context.Context, uploadID string) (Session, er
 // the slot's SignatureHash, Protocol, Subject (if it has one), SlotPath and FileExpires. The
 // slots mapped to the upload before stay mapped to it. Repeating it with the
 // same slot (same SignatureHash and slot path) while the session lives returns
-// the session unchanged, without counting again.
+// the session unchanged, without counting again; for a complete upload, whose
+// record no longer keeps the signature hash, the same slot path is enough.
 func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr string) (Session, error) {
 	if slot.Path == "" {
 		return Session{}, errors.New("rebind upload: slot without path")
