@@ -59,6 +59,10 @@ type Session struct {
 	// the retention period while incomplete, the file's expiry once complete;
 	// zero means never. The session manager keeps it up to date on every write.
 	SweepAt time.Time `json:"sweep_at,omitzero"`
+	// KeepFile tells the clean-up that at SweepAt only the record goes, not
+	// the file: a complete file kept for ever whose record is kept only for
+	// the policy's History (see Policy.History).
+	KeepFile bool `json:"keep_file,omitempty"`
 
 	// LastAddr is the last client address seen (for change counting only, never a
 	// credential); Addrs counts distinct changes of address.

@@ -21,6 +21,13 @@ type Policy struct {
 	// FileRetention is how long a complete file is kept when its slot gave no
 	// expiry; zero (or negative) keeps it forever.
 	FileRetention time.Duration
+	// History is how long the record of a complete upload whose file is kept
+	// for ever (no slot expiry, no FileRetention) is kept after its
+	// completion, and never less than until its session ends: then the
+	// clean-up forgets it (the file stays, see Session.KeepFile). Zero (or
+	// negative) keeps such records for ever. A re-bound upload keeps its
+	// record: its slots lead to it only through their mappings.
+	History time.Duration
 	// TouchInterval throttles the writes of sliding deadlines: at most one per
 	// session per interval. Address changes and state changes are always written.
 	TouchInterval time.Duration
@@ -84,6 +91,9 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.FileRetention < 0 {
 		p.FileRetention = 0
+	}
+	if p.History < 0 {
+		p.History = 0
 	}
 	return p
 }
@@ -423,15 +433,18 @@ func addrChanged(s Session, addr string) bool {
 
 // Complete marks the upload complete (idempotent: a complete session is
 // returned unchanged) and sets its SweepAt to the file's expiry: FileExpires
-// if the slot gave one, else now+FileRetention, else never. A partial upload
-// of a concatenation is only needed until the final upload is assembled, so it
-// keeps being swept like an incomplete upload.
+// if the slot gave one, else now+FileRetention, else never. Under a History
+// bound a file kept for ever (of an upload never re-bound) has its record
+// forgotten instead: SweepAt is now+History, but not before the session's
+// AbsDeadline, with KeepFile set. A partial upload of a concatenation is only
+// needed until the final upload is assembled, so it keeps being swept like an
+// incomplete upload.
+//
+// The record of a complete whole upload keeps only what its later requests
+// read (see compactComplete).
 func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, error) {
 	now := m.now()
-	var cur Session
-	defer m.reads.drop(uploadID)
-	out, err := m.store.Update(ctx, uploadID, func(p *Session) error {
-		cur = *p
+	return m.write(ctx, uploadID, "complete upload", func(p *Session) error {
 		if p.Complete {
 			return errNoWrite
 		}
@@ -444,18 +457,73 @@ func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, erro
 			p.SweepAt = p.FileExpires
 		case m.p.FileRetention > 0:
 			p.SweepAt = now.Add(m.p.FileRetention)
+		case m.p.History > 0 && p.Rebinds == 0:
+			p.SweepAt = maxTime(now.Add(m.p.History), p.AbsDeadline)
+			p.KeepFile = true
 		default:
 			p.SweepAt = time.Time{}
 		}
+		if p.Kind == KindWhole {
+			compactComplete(p)
+		}
 		return nil
+	})
+}
+
+// write applies fn to the stored session of uploadID as Update does. When
+// fn returns errNoWrite nothing is written and the session is returned as
+// stored; other errors are wrapped with op.
+func (m *Sessions) write(ctx context.Context, uploadID, op string, fn func(*Session) error) (Session, error) {
+	var cur Session
+	defer m.reads.drop(uploadID)
+	out, err := m.store.Update(ctx, uploadID, func(p *Session) error {
+		cur = *p
+		return fn(p)
 	})
 	switch {
 	case errors.Is(err, errNoWrite):
 		return cur, nil
 	case err != nil:
-		return Session{}, fmt.Errorf("complete upload: %w", err)
+		return Session{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return out, nil
+}
+
+// compactComplete drops from the session of a complete whole upload what no
+// later request reads: the slot's signature hash and content type, the
+// creation times (only Rebind reads them, and a complete upload is not
+// re-bound), and, unless the upload was re-bound (hook events then name its
+// new slot) or its record is to be forgotten (the clean-up then checks that
+// its ID derives from its slot path), the slot path, protocol and uploader.
+// What stays: the slot key (a GET tells a moved slot by it), kind, size,
+// deadlines and the last address (a retry within the session slides and
+// counts as before), the times of completion and expiry.
+func compactComplete(p *Session) {
+	p.SignatureHash = [32]byte{}
+	p.Type = ""
+	p.Created = time.Time{}
+	p.FirstCreated = time.Time{}
+	if p.Rebinds == 0 && !p.KeepFile {
+		p.SlotPath = ""
+		p.Protocol = ""
+		p.Subject = ""
+	}
+}
+
+// KeepRecord keeps for ever the record of a complete upload that the
+// clean-up must not forget after all (its ID does not derive from its slot
+// path: the upload started over under a new ID): it clears KeepFile and
+// SweepAt, and the slot path that only the clean-up needed.
+func (m *Sessions) KeepRecord(ctx context.Context, uploadID string) (Session, error) {
+	return m.write(ctx, uploadID, "keep upload record", func(p *Session) error {
+		if !p.KeepFile {
+			return errNoWrite
+		}
+		p.KeepFile = false
+		p.SweepAt = time.Time{}
+		compactComplete(p)
+		return nil
+	})
 }
 
 // Rebind re-authorises an incomplete upload with a fresh verified slot, for a
@@ -477,7 +545,8 @@ func (m *Sessions) Complete(ctx context.Context, uploadID string) (Session, erro
 // the slot's SignatureHash, Protocol, Subject (if it has one), SlotPath and FileExpires. The
 // slots mapped to the upload before stay mapped to it. Repeating it with the
 // same slot (same SignatureHash and slot path) while the session lives returns
-// the session unchanged, without counting again.
+// the session unchanged, without counting again; for a complete upload, whose
+// record no longer keeps the signature hash, the same slot path is enough.
 func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr string) (Session, error) {
 	if slot.Path == "" {
 		return Session{}, errors.New("rebind upload: slot without path")
@@ -491,11 +560,14 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 		if p.Kind != KindWhole {
 			return fmt.Errorf("a partial upload is not re-bound: %w", ErrRebindMismatch)
 		}
+		if p.Complete {
+			if p.SlotKey == key && p.Live(now) {
+				return errNoWrite // a repeated rebind (the record no longer keeps the signature hash)
+			}
+			return ErrUploadComplete
+		}
 		if p.SignatureHash == slot.SignatureHash && p.SlotKey == key && p.Live(now) {
 			return errNoWrite // a repeated rebind, or the slot the session was opened with
-		}
-		if p.Complete {
-			return ErrUploadComplete
 		}
 		if !p.SweepAt.IsZero() && !now.Before(p.SweepAt) {
 			return fmt.Errorf("the upload's retention has ended: %w", ErrSessionExpired)
@@ -594,6 +666,13 @@ func (m *Sessions) incompleteSweepAt(s Session) time.Time {
 // lastSegment is the last segment of a slot path: its file name.
 func lastSegment(slotPath string) string {
 	return slotPath[strings.LastIndexByte(slotPath, '/')+1:]
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -119,7 +119,7 @@ func TestDefaultPolicy(t *testing.T) {
 		want auth.Policy
 	}{
 		{"zero takes defaults", auth.Policy{}, want},
-		{"negative durations take defaults", auth.Policy{IdleTTL: -1, MaxTTL: -1, Retention: -1, TouchInterval: -1, MaxAge: -1, FileRetention: -1}, want},
+		{"negative durations take defaults", auth.Policy{IdleTTL: -1, MaxTTL: -1, Retention: -1, TouchInterval: -1, MaxAge: -1, FileRetention: -1, History: -1}, want},
 		{"negative MaxRebinds allows none", auth.Policy{MaxRebinds: -1}, func() auth.Policy { p := want; p.MaxRebinds = 0; return p }()},
 		{"set values kept", auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour},
 			auth.Policy{IdleTTL: time.Hour, MaxTTL: 2 * time.Hour, Retention: 3 * time.Hour, FileRetention: 4 * time.Hour, TouchInterval: time.Second, MaxRebinds: 9, MaxAge: 5 * time.Hour}},
@@ -562,17 +562,25 @@ func TestComplete(t *testing.T) {
 		kind          auth.Kind
 		fileExpires   time.Time
 		fileRetention time.Duration
+		history       time.Duration
+		keepFile      bool
 		wantSweep     func(now time.Time, s auth.Session) time.Time
 	}{
-		{"slot gave an expiry", auth.KindWhole, fileExpires, 24 * time.Hour, func(time.Time, auth.Session) time.Time { return fileExpires }},
-		{"file retention", auth.KindWhole, time.Time{}, 24 * time.Hour, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
-		{"kept forever", auth.KindWhole, time.Time{}, 0, func(time.Time, auth.Session) time.Time { return time.Time{} }},
-		{"partial upload swept like an incomplete one", auth.KindPartial, fileExpires, 24 * time.Hour,
+		{"slot gave an expiry", auth.KindWhole, fileExpires, 24 * time.Hour, 0, false, func(time.Time, auth.Session) time.Time { return fileExpires }},
+		{"slot gave an expiry, history bound", auth.KindWhole, fileExpires, 0, time.Hour, false, func(time.Time, auth.Session) time.Time { return fileExpires }},
+		{"file retention", auth.KindWhole, time.Time{}, 24 * time.Hour, 0, false, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
+		{"file retention, history bound", auth.KindWhole, time.Time{}, 24 * time.Hour, time.Hour, false, func(now time.Time, _ auth.Session) time.Time { return now.Add(24 * time.Hour) }},
+		{"kept forever", auth.KindWhole, time.Time{}, 0, 0, false, func(time.Time, auth.Session) time.Time { return time.Time{} }},
+		{"kept forever, record for the history", auth.KindWhole, time.Time{}, 0, 100 * time.Hour, true, func(now time.Time, _ auth.Session) time.Time { return now.Add(100 * time.Hour) }},
+		{"kept forever, record until the session ends", auth.KindWhole, time.Time{}, 0, time.Hour, true, func(_ time.Time, s auth.Session) time.Time { return s.AbsDeadline }},
+		{"partial upload swept like an incomplete one", auth.KindPartial, fileExpires, 24 * time.Hour, 0, false,
+			func(_ time.Time, s auth.Session) time.Time { return s.Deadline().Add(auth.DefaultRetention) }},
+		{"partial upload swept like an incomplete one, history bound", auth.KindPartial, time.Time{}, 0, time.Hour, false,
 			func(_ time.Time, s auth.Session) time.Time { return s.Deadline().Add(auth.DefaultRetention) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newSessEnv(t, auth.Policy{FileRetention: tc.fileRetention})
+			e := newSessEnv(t, auth.Policy{FileRetention: tc.fileRetention, History: tc.history})
 			slot := sessiontest.Slot("d1/photo.jpg", 1, "sig")
 			slot.FileExpires = tc.fileExpires
 			id := auth.DeriveUploadID(sessIDKey, slot.Path)
@@ -596,6 +604,22 @@ func TestComplete(t *testing.T) {
 			}
 			if want := tc.wantSweep(now, got); !got.SweepAt.Equal(want) {
 				t.Errorf("SweepAt = %v, want %v", got.SweepAt, want)
+			}
+			if got.KeepFile != tc.keepFile {
+				t.Errorf("KeepFile = %v, want %v", got.KeepFile, tc.keepFile)
+			}
+			if tc.kind == auth.KindWhole {
+				// Only what later requests read stays (the slot path while
+				// the clean-up still has to look at it).
+				if got.SignatureHash != ([32]byte{}) || got.Type != "" || !got.Created.IsZero() || !got.FirstCreated.IsZero() {
+					t.Errorf("complete record keeps what no request reads: %+v", got)
+				}
+				if (got.SlotPath != "") != tc.keepFile || (got.Protocol != "") != tc.keepFile {
+					t.Errorf("complete record: slot path %q, protocol %q; want them kept only for the clean-up", got.SlotPath, got.Protocol)
+				}
+				if got.SlotKey != auth.SlotKey(slot.Path) || got.Size != slot.Size || got.Kind != auth.KindWhole || got.AbsDeadline.IsZero() || got.IdleDeadline.IsZero() {
+					t.Errorf("complete record lost what requests read: %+v", got)
+				}
 			}
 			if !sessiontest.Equal(e.stored(t, id), got) {
 				t.Error("Complete returned a session other than the stored one")
@@ -1174,5 +1198,61 @@ func TestAuthorizeReadCache(t *testing.T) {
 		if _, err := e.m.AuthorizeRead(ctx, s3.UploadID); !errors.Is(err, auth.ErrSessionExpired) {
 			t.Fatalf("after the deadline: %v, want ErrSessionExpired", err)
 		}
+	}
+}
+
+// Under a history bound, a re-bound upload keeps its record (its new slot
+// leads to it only through its mapping) with the slot it moved to; an
+// upload whose record the clean-up keeps after all (KeepRecord) loses its
+// sweep time and what only the clean-up read.
+func TestCompleteHistoryReboundAndKept(t *testing.T) {
+	ctx := context.Background()
+	e := newSessEnv(t, auth.Policy{History: time.Hour})
+	slot := sessiontest.Slot("d1/photo.jpg", 1, "sig")
+	id := auth.DeriveUploadID(sessIDKey, slot.Path)
+	if _, _, err := e.m.Open(ctx, slot, id, auth.KindWhole, ""); err != nil {
+		t.Fatal(err)
+	}
+	fresh := sessiontest.Slot("d2/photo.jpg", 1, "sig2")
+	if _, err := e.m.Rebind(ctx, id, fresh, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.m.Complete(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.KeepFile || !got.SweepAt.IsZero() || got.SlotPath != fresh.Path || got.Protocol != fresh.Protocol {
+		t.Errorf("complete re-bound upload: KeepFile %v, SweepAt %v, slot path %q, protocol %q; want its record kept for ever with its new slot",
+			got.KeepFile, got.SweepAt, got.SlotPath, got.Protocol)
+	}
+	// A repeated re-bind with the slot it completed at answers as before.
+	if again, err := e.m.Rebind(ctx, id, fresh, ""); err != nil || !sessiontest.Equal(again, got) {
+		t.Errorf("repeated re-bind of the complete upload: %v", err)
+	}
+
+	other := sessiontest.Slot("d3/photo.jpg", 1, "sig3")
+	restarted := auth.DeriveUploadID(sessIDKey, "another id")
+	if _, _, err := e.m.Open(ctx, other, restarted, auth.KindWhole, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = e.m.Complete(ctx, restarted); err != nil || !got.KeepFile {
+		t.Fatalf("Complete: KeepFile %v, %v", got.KeepFile, err)
+	}
+	kept, err := e.m.KeepRecord(ctx, restarted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept.KeepFile || !kept.SweepAt.IsZero() || kept.SlotPath != "" || kept.SlotKey != got.SlotKey || !kept.Complete {
+		t.Errorf("KeepRecord left %+v", kept)
+	}
+	if !sessiontest.Equal(e.stored(t, restarted), kept) {
+		t.Error("KeepRecord returned a session other than the stored one")
+	}
+	writes := e.store.writes.Load()
+	if again, err := e.m.KeepRecord(ctx, restarted); err != nil || !sessiontest.Equal(again, kept) {
+		t.Errorf("second KeepRecord: %+v, %v", again, err)
+	}
+	if w := e.store.writes.Load() - writes; w != 0 {
+		t.Errorf("second KeepRecord wrote %d times", w)
 	}
 }

@@ -52,8 +52,12 @@ func (g *Gateway) cleanup(ctx context.Context) error {
 }
 
 // cleanupOne removes the upload of one due session, then the session; or,
-// for an upload found complete, records its completion and keeps it.
+// for an upload found complete, records its completion and keeps it; or, for
+// a complete file whose record's history is over, forgets the record only.
 func (g *Gateway) cleanupOne(ctx context.Context, s auth.Session) error {
+	if s.Complete && s.KeepFile {
+		return g.forgetRecord(ctx, s)
+	}
 	if !s.Complete && s.Kind == auth.KindWhole {
 		done, err := g.storedComplete(ctx, s.UploadID)
 		if err != nil {
@@ -78,6 +82,28 @@ func (g *Gateway) cleanupOne(ctx context.Context, s auth.Session) error {
 	}
 	g.countRemoved(s)
 	g.log.InfoContext(ctx, "removed expired upload", "upload", logID(s.UploadID), "complete", s.Complete)
+	return nil
+}
+
+// forgetRecord forgets the record of a complete file kept for ever once its
+// history is over (auth.Policy.History), and keeps the file. Without the
+// record a request at the slot finds the upload by the ID that the slot path
+// derives, so only an upload with that ID, at its own slot and never re-bound,
+// may lose it: the record of one that started over under a new ID (a retried
+// PUT with other bytes) is kept for ever instead, else its GET URL would lead
+// nowhere and a PUT at its slot could store another file.
+func (g *Gateway) forgetRecord(ctx context.Context, s auth.Session) error {
+	if s.Rebinds != 0 || s.SlotPath == "" || auth.SlotKey(s.SlotPath) != s.SlotKey || auth.DeriveUploadID(g.cfg.IDKey, s.SlotPath) != s.UploadID {
+		if _, err := g.cfg.Sessions.KeepRecord(ctx, s.UploadID); err != nil {
+			return fmt.Errorf("keep the record of upload %s: %w", logID(s.UploadID), err)
+		}
+		g.log.DebugContext(ctx, "kept the record of a complete upload whose ID its slot does not derive", "upload", logID(s.UploadID))
+		return nil
+	}
+	if err := g.cfg.Sessions.Forget(ctx, s.UploadID); err != nil {
+		return fmt.Errorf("forget session %s: %w", logID(s.UploadID), err)
+	}
+	g.log.DebugContext(ctx, "forgot the record of a complete upload, kept its file", "upload", logID(s.UploadID))
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,14 +65,18 @@ func newTestGatewayOn(t *testing.T, dir string, backend *storage.Backend, opts .
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := memstore.New()
+	var store auth.Store = memstore.New()
 	policy := auth.DefaultPolicy()
 	for _, o := range opts {
 		var probe Config
 		o(&probe)
 		if probe.Sessions != nil {
-			// An option that sets Sessions only carries a policy for the test.
+			// An option that sets Sessions only carries a policy for the
+			// test, and perhaps a store (withStore).
 			policy = probe.Sessions.Policy()
+			if st, ok := optionStores.Load(probe.Sessions); ok {
+				store = st.(auth.Store)
+			}
 		}
 	}
 	sessions := auth.NewSessions(store, policy, func() time.Time { return clock.Now() })
@@ -115,6 +120,17 @@ func strp(s string) *string { return &s }
 // withPolicy runs the test gateway's sessions under p.
 func withPolicy(p auth.Policy) gwOption {
 	return func(c *Config) { c.Sessions = auth.NewSessions(memstore.New(), p, nil) }
+}
+
+// optionStores holds the stores that withStore options carry, by the
+// Sessions they set.
+var optionStores sync.Map
+
+// withStore runs the test gateway's sessions in st under p.
+func withStore(st auth.Store, p auth.Policy) gwOption {
+	carrier := auth.NewSessions(st, p, nil)
+	optionStores.Store(carrier, st)
+	return func(c *Config) { c.Sessions = carrier }
 }
 
 // do sends a request and returns the response with its body read.

@@ -182,14 +182,12 @@ func (g *Gateway) putAtSlot(w http.ResponseWriter, r *http.Request, sp slotPath)
 		sess, serr = st.sess, st.serr
 	}
 	if errors.Is(serr, auth.ErrSessionNotFound) && exists {
-		// The upload outlived its session record (e.g. a store restored from
-		// an older copy): the valid slot opens it again.
-		s, _, err := g.cfg.Sessions.Open(ctx, slot, id, auth.KindWhole, addr)
-		if err != nil {
+		// The upload outlived its session record: the valid slot opens it again.
+		if err := g.reopen(ctx, &st, slot, addr); err != nil {
 			g.writeRefusal(w, r, refusalFor(err))
 			return
 		}
-		sess = s
+		sess = st.sess
 	}
 
 	if exists {

@@ -83,3 +83,22 @@ func (g *Gateway) renewOwn(ctx context.Context, st *slotState, slot auth.Slot, e
 	st.sess, st.serr = s, nil
 	return nil
 }
+
+// reopen opens the session of a slot's upload that outlived its record (the
+// record was forgotten after the history, or the store was restored from an
+// older copy) with the slot, which the caller verified. The session of a
+// complete file is recorded complete at once: an incomplete one would let
+// the file's upload URL delete it.
+func (g *Gateway) reopen(ctx context.Context, st *slotState, slot auth.Slot, addr string) error {
+	s, _, err := g.cfg.Sessions.Open(ctx, slot, st.id, auth.KindWhole, addr)
+	if err != nil {
+		return err
+	}
+	if s.UploadID == st.id && !s.Complete && st.complete() {
+		if s, err = g.cfg.Sessions.Complete(ctx, st.id); err != nil {
+			return err
+		}
+	}
+	st.sess, st.serr = s, nil
+	return nil
+}

@@ -203,6 +203,13 @@ func (g *Gateway) createAtSlot(w http.ResponseWriter, r *http.Request, sp slotPa
 		g.writeRefusal(w, r, rf)
 		return
 	}
+	if errors.Is(st.serr, auth.ErrSessionNotFound) && st.exists {
+		// The upload outlived its session record: the valid slot opens it again.
+		if err := g.reopen(ctx, &st, slot, addr); err != nil {
+			g.writeRefusal(w, r, refusalFor(err))
+			return
+		}
+	}
 	switch {
 	case st.serr == nil && st.exists:
 		// The slot's upload exists: converge on it.

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -29,18 +28,26 @@ var ErrInUse = errors.New("session database is in use by another process")
 // boltLockTimeout is how long Open waits for the database file's lock.
 const boltLockTimeout = time.Second
 
-// boltSchemaVersion is the layout of the buckets below; stored in the meta bucket.
-const boltSchemaVersion = "1"
+// boltSchemaVersion is the layout of the buckets below; stored in the meta
+// bucket. Open migrates a database of version 1 (JSON records, slot keys as
+// hex text, a reverse slot index entry for every slot mapping) to it.
+const boltSchemaVersion = "2"
 
 // Bucket names and keys.
 const (
 	bucketMeta     = "meta"
-	bucketSessions = "sessions"     // upload ID → session JSON
-	bucketSlots    = "slots"        // slot key → upload ID
-	bucketUploads  = "upload_slots" // len(upload ID) ‖ upload ID ‖ slot key → nil (reverse of slots)
+	bucketSessions = "sessions"     // upload ID → session record (record.Encode)
+	bucketSlots    = "slots"        // slot index key (record.SlotIndexKey) → upload ID
+	bucketUploads  = "upload_slots" // len(upload ID) ‖ upload ID ‖ slot index key → nil (reverse of slots, see below)
 	bucketSweep    = "sweep"        // sweep time ‖ upload ID → nil
 	keyVersion     = "version"
 )
+
+// The reverse slot index lists the slots mapped to an upload, for Delete,
+// except the slot its session names (SlotKey): that one Delete finds in the
+// session record. Most uploads have no other slot, and so no reverse entry.
+// A write that changes a session's SlotKey while the old slot stays mapped
+// to the upload gives the old slot its reverse entry.
 
 // Store is an auth.Store in a bbolt database file: the embedded, single-node
 // default. Every write is committed and synced before the call returns.
@@ -102,6 +109,10 @@ func Open(path string) (*Store, error) {
 			if err := meta.Put([]byte(keyVersion), []byte(boltSchemaVersion)); err != nil {
 				return fmt.Errorf("write schema version: %w", err)
 			}
+		case string(v) == "1":
+			if err := migrateV1(tx); err != nil {
+				return fmt.Errorf("migrate schema version 1 to %s: %w", boltSchemaVersion, err)
+			}
 		case string(v) != boltSchemaVersion:
 			return fmt.Errorf("unsupported schema version %q (this build reads %q)", v, boltSchemaVersion)
 		}
@@ -153,7 +164,7 @@ func (bk boltBuckets) current(uploadID string) (auth.Session, bool, error) {
 	if v == nil {
 		return auth.Session{}, false, nil
 	}
-	s, err := record.Decode(v)
+	s, err := record.Decode(uploadID, v)
 	return s, err == nil, err
 }
 
@@ -324,8 +335,8 @@ func (b *Store) Create(ctx context.Context, s auth.Session) (stored auth.Session
 			return err
 		}
 		created = true
-		if record.MapsSlot(s) && bk.slots.Get([]byte(s.SlotKey)) == nil {
-			return mapSlot(bk, s.SlotKey, s.UploadID)
+		if record.MapsSlot(s) && bk.slots.Get(record.SlotIndexKey(s.SlotKey)) == nil {
+			return mapSlot(bk, s.SlotKey, stored)
 		}
 		return nil
 	})
@@ -349,7 +360,7 @@ func (b *Store) Get(ctx context.Context, uploadID string) (s auth.Session, err e
 		if v == nil {
 			return auth.ErrSessionNotFound
 		}
-		s, err = record.Decode(v)
+		s, err = record.Decode(uploadID, v)
 		return err
 	})
 	if err != nil {
@@ -381,7 +392,7 @@ func (b *Store) LookupSlot(ctx context.Context, slotKey string) (uploadID string
 		return "", fmt.Errorf("look up slot: %w", err)
 	}
 	err = b.viewBucket("look up slot", bucketSlots, func(bk *bolt.Bucket) error {
-		v := bk.Get([]byte(slotKey))
+		v := bk.Get(record.SlotIndexKey(slotKey))
 		if v == nil {
 			return auth.ErrSessionNotFound
 		}
@@ -418,13 +429,13 @@ func (b *Store) Rebind(ctx context.Context, uploadID, slotKey string, fn func(*a
 			}
 			return err
 		}
-		if prev := bk.slots.Get([]byte(slotKey)); prev != nil && string(prev) != uploadID {
+		if prev := bk.slots.Get(record.SlotIndexKey(slotKey)); prev != nil && string(prev) != uploadID {
 			return auth.ErrSlotTaken
 		}
 		if s, err = modifySession(bk, uploadID, fn); err != nil {
 			return err
 		}
-		return mapSlot(bk, slotKey, uploadID)
+		return mapSlot(bk, slotKey, s)
 	})
 	if err != nil {
 		return auth.Session{}, err
@@ -450,6 +461,14 @@ func (b *Store) Delete(ctx context.Context, uploadID string) error {
 				return fmt.Errorf("delete session record: %w", err)
 			}
 			bk.written[uploadID] = nil
+			if old.SlotKey != "" {
+				own := record.SlotIndexKey(old.SlotKey)
+				if bytes.Equal(bk.slots.Get(own), id) {
+					if err := bk.slots.Delete(own); err != nil {
+						return fmt.Errorf("delete slot mapping: %w", err)
+					}
+				}
+			}
 		}
 		// Collect first: deleting under a bbolt cursor skips entries.
 		prefix := uploadPrefix(uploadID)
@@ -492,7 +511,7 @@ func (b *Store) Expired(ctx context.Context, t time.Time, limit int) (due []auth
 			if v == nil {
 				continue // cannot happen: every write keeps the index consistent
 			}
-			s, err := record.Decode(v)
+			s, err := record.Decode(string(k[8:]), v)
 			if err != nil {
 				return err
 			}
@@ -553,8 +572,10 @@ func putSession(bk boltBuckets, old *auth.Session, s auth.Session) (auth.Session
 		return auth.Session{}, err
 	}
 	stored := s
-	if !validUTF8(s) { // JSON replaced the invalid bytes: read them back
-		if stored, err = record.Decode(v); err != nil {
+	if old != nil && old.SlotKey != "" && old.SlotKey != s.SlotKey {
+		// The old slot loses its place in the record: if it stays mapped
+		// to the upload, the reverse index must list it.
+		if err := indexReverse(bk, old.SlotKey, s.UploadID); err != nil {
 			return auth.Session{}, err
 		}
 	}
@@ -575,29 +596,36 @@ func putSession(bk boltBuckets, old *auth.Session, s auth.Session) (auth.Session
 	return stored, nil
 }
 
-// validUTF8 reports whether every string of s is valid UTF-8 (JSON encodes
-// the others with replacement characters).
-func validUTF8(s auth.Session) bool {
-	for _, v := range []string{s.UploadID, s.SlotKey, s.SlotPath, string(s.Kind), string(s.Protocol), s.Subject, s.Type, s.LastAddr} {
-		if !utf8.ValidString(v) {
-			return false
-		}
-	}
-	return true
-}
-
-// mapSlot maps slotKey to uploadID unless it is mapped already: to uploadID
-// (nothing to do) or to another upload (auth.ErrSlotTaken, nothing changed).
-func mapSlot(bk boltBuckets, slotKey, uploadID string) error {
-	key := []byte(slotKey)
+// mapSlot maps slotKey to the upload of s, as stored, unless it is mapped
+// already: to that upload (nothing to do) or to another upload
+// (auth.ErrSlotTaken, nothing changed). A slot other than s.SlotKey gets its
+// reverse index entry.
+func mapSlot(bk boltBuckets, slotKey string, s auth.Session) error {
+	key := record.SlotIndexKey(slotKey)
 	if prev := bk.slots.Get(key); prev != nil {
-		if string(prev) == uploadID {
+		if string(prev) == s.UploadID {
 			return nil
 		}
 		return auth.ErrSlotTaken
 	}
-	if err := bk.slots.Put(key, []byte(uploadID)); err != nil {
+	if err := bk.slots.Put(key, []byte(s.UploadID)); err != nil {
 		return fmt.Errorf("write slot mapping: %w", err)
+	}
+	if slotKey == s.SlotKey {
+		return nil
+	}
+	if err := bk.uploads.Put(append(uploadPrefix(s.UploadID), key...), nil); err != nil {
+		return fmt.Errorf("write reverse slot mapping: %w", err)
+	}
+	return nil
+}
+
+// indexReverse gives slotKey its reverse index entry if it is mapped to
+// uploadID.
+func indexReverse(bk boltBuckets, slotKey, uploadID string) error {
+	key := record.SlotIndexKey(slotKey)
+	if string(bk.slots.Get(key)) != uploadID {
+		return nil
 	}
 	if err := bk.uploads.Put(append(uploadPrefix(uploadID), key...), nil); err != nil {
 		return fmt.Errorf("write reverse slot mapping: %w", err)
@@ -686,4 +714,75 @@ func (c *sessionCache) committed(group []*boltWrite, written map[string]*auth.Se
 			c.store(*s)
 		}
 	}
+}
+
+// migrateV1 rewrites a database of schema version 1 in tx: every session
+// record in the binary encoding, slot keys as index keys, reverse index
+// entries only for the slots that are not their session's own; then sets
+// the schema version. It reads each bucket whole before it rewrites it.
+func migrateV1(tx *bolt.Tx) error {
+	bk, err := openBuckets(tx)
+	if err != nil {
+		return err
+	}
+	type kv struct{ k, v []byte }
+	collect := func(b *bolt.Bucket) ([]kv, error) {
+		var all []kv
+		err := b.ForEach(func(k, v []byte) error {
+			all = append(all, kv{bytes.Clone(k), bytes.Clone(v)})
+			return nil
+		})
+		return all, err
+	}
+	sessions, err := collect(bk.sessions)
+	if err != nil {
+		return fmt.Errorf("read sessions: %w", err)
+	}
+	own := make(map[string]string, len(sessions)) // upload ID → its slot key
+	for _, e := range sessions {
+		s, err := record.Decode(string(e.k), e.v)
+		if err != nil {
+			return err
+		}
+		own[s.UploadID] = s.SlotKey
+		v, err := record.Encode(record.Stored(s))
+		if err != nil {
+			return err
+		}
+		if err := bk.sessions.Put(e.k, v); err != nil {
+			return fmt.Errorf("write session record: %w", err)
+		}
+	}
+	slots, err := collect(bk.slots)
+	if err != nil {
+		return fmt.Errorf("read slot mappings: %w", err)
+	}
+	for _, name := range []string{bucketSlots, bucketUploads} {
+		if err := tx.DeleteBucket([]byte(name)); err != nil {
+			return fmt.Errorf("drop bucket %s: %w", name, err)
+		}
+		if _, err := tx.CreateBucket([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if bk, err = openBuckets(tx); err != nil {
+		return err
+	}
+	for _, e := range slots {
+		slotKey, id := string(e.k), string(e.v)
+		key := record.SlotIndexKey(slotKey)
+		if err := bk.slots.Put(key, e.v); err != nil {
+			return fmt.Errorf("write slot mapping: %w", err)
+		}
+		if own[id] == slotKey {
+			continue
+		}
+		if err := bk.uploads.Put(append(uploadPrefix(id), key...), nil); err != nil {
+			return fmt.Errorf("write reverse slot mapping: %w", err)
+		}
+	}
+	if err := tx.Bucket([]byte(bucketMeta)).Put([]byte(keyVersion), []byte(boltSchemaVersion)); err != nil {
+		return fmt.Errorf("write schema version: %w", err)
+	}
+	return nil
 }

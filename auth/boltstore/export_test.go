@@ -13,7 +13,9 @@ import (
 )
 
 // CheckIndexes verifies that the sweep index and the reverse slot index of a
-// Store agree exactly with its sessions and slot mappings.
+// Store agree exactly with its sessions and slot mappings: every slot
+// mapping has a reverse entry unless it is its session's own slot, and every
+// reverse entry is a slot mapping's.
 func (b *Store) CheckIndexes() error {
 	return b.db.View(func(tx *bolt.Tx) error {
 		bk, err := openBuckets(tx)
@@ -22,8 +24,9 @@ func (b *Store) CheckIndexes() error {
 		}
 		var errs []error
 		wantSweep := map[string]bool{}
+		ownSlot := map[string]string{}
 		err = bk.sessions.ForEach(func(k, v []byte) error {
-			s, err := record.Decode(v)
+			s, err := record.Decode(string(k), v)
 			if err != nil {
 				return err
 			}
@@ -32,6 +35,9 @@ func (b *Store) CheckIndexes() error {
 			}
 			if !s.SweepAt.IsZero() {
 				wantSweep[string(sweepKey(s.SweepAt, s.UploadID))] = true
+			}
+			if s.SlotKey != "" {
+				ownSlot[s.UploadID] = string(record.SlotIndexKey(s.SlotKey))
 			}
 			return nil
 		})
@@ -52,30 +58,34 @@ func (b *Store) CheckIndexes() error {
 		if gotSweep != len(wantSweep) {
 			errs = append(errs, fmt.Errorf("%d sweep entries for %d sessions with a sweep time", gotSweep, len(wantSweep)))
 		}
-		wantReverse := map[string]bool{}
+		mayReverse := map[string]bool{}  // every mapping's entry
+		mustReverse := map[string]bool{} // those of slots not their session's own
 		err = bk.slots.ForEach(func(k, v []byte) error {
 			if bk.sessions.Get(v) == nil {
 				errs = append(errs, fmt.Errorf("slot mapped to a missing session"))
 			}
-			wantReverse[string(append(uploadPrefix(string(v)), k...))] = true
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		gotReverse := 0
-		err = bk.uploads.ForEach(func(k, _ []byte) error {
-			gotReverse++
-			if !wantReverse[string(k)] {
-				errs = append(errs, fmt.Errorf("stale reverse slot entry %q", bytes.TrimLeft(k, "\x00")))
+			e := string(append(uploadPrefix(string(v)), k...))
+			mayReverse[e] = true
+			if ownSlot[string(v)] != string(k) {
+				mustReverse[e] = true
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if gotReverse != len(wantReverse) {
-			errs = append(errs, fmt.Errorf("%d reverse slot entries for %d slot mappings", gotReverse, len(wantReverse)))
+		err = bk.uploads.ForEach(func(k, _ []byte) error {
+			if !mayReverse[string(k)] {
+				errs = append(errs, fmt.Errorf("stale reverse slot entry %q", bytes.TrimLeft(k, "\x00")))
+			}
+			delete(mustReverse, string(k))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(mustReverse) != 0 {
+			errs = append(errs, fmt.Errorf("%d slot mappings other than their session's own slot lack a reverse entry", len(mustReverse)))
 		}
 		return errors.Join(errs...)
 	})
@@ -112,7 +122,7 @@ func (b *Store) CheckCache() error {
 				errs = append(errs, fmt.Errorf("cached session %d has no record", len(errs)))
 				continue
 			}
-			s, err := record.Decode(v)
+			s, err := record.Decode(id, v)
 			if err != nil {
 				return err
 			}

@@ -120,7 +120,7 @@ func checkShardedKeys(t *testing.T, masters []*redis.Client, prefix string) {
 			t.Errorf("slot mapping to a missing session")
 			continue
 		}
-		s, err := decodeRecord(h["d"])
+		s, err := decodeRecord(id, h["d"])
 		if err != nil {
 			t.Error(err)
 			continue

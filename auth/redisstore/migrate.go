@@ -109,7 +109,7 @@ func (r *Store) migrateOne(ctx context.Context, legacy *Store, id string) (bool,
 	if !snap.found {
 		return false, nil
 	}
-	s, err := record.Decode([]byte(snap.record))
+	s, err := record.Decode(id, []byte(snap.record))
 	if err != nil {
 		return false, err
 	}

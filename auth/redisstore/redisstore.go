@@ -79,7 +79,7 @@ type Options struct {
 // documentation), with P the key prefix followed by the hash tag
 // ("uploadgate:{sessions}:"):
 //
-//	P session:<upload ID>  hash: d = session JSON, v = version, w = sweep index entry
+//	P session:<upload ID>  hash: d = session record, v = version, w = sweep index entry
 //	P slot:<slot key>      string: the upload ID the slot is mapped to
 //	P slots:<upload ID>    set: the names of the slot keys mapped to the upload
 //	P sweep                sorted set of sessions with a SweepAt (see below)
@@ -367,7 +367,7 @@ func (r *Store) createAt(ctx context.Context, s auth.Session, atSlot bool) (auth
 			case int64(2):
 				return auth.Session{}, false, v, nil
 			case int64(0):
-				old, err := record.Decode([]byte(v))
+				old, err := record.Decode(s.UploadID, []byte(v))
 				if err != nil {
 					return auth.Session{}, false, "", fmt.Errorf("%s: %w", op, err)
 				}
@@ -391,7 +391,7 @@ func (r *Store) Get(ctx context.Context, uploadID string) (auth.Session, error) 
 	if err != nil {
 		return auth.Session{}, unavailable(op, err)
 	}
-	s, err := record.Decode([]byte(v))
+	s, err := record.Decode(uploadID, []byte(v))
 	if err != nil {
 		return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 	}
@@ -495,7 +495,7 @@ func (r *Store) modify(ctx context.Context, op, uploadID, slotKey string, fn fun
 		if slotKey != "" && snap.mapped != "" && snap.mapped != uploadID {
 			return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSlotTaken)
 		}
-		s, err := record.Decode([]byte(snap.record))
+		s, err := record.Decode(uploadID, []byte(snap.record))
 		if err != nil {
 			return auth.Session{}, fmt.Errorf("%s: %w", op, err)
 		}
@@ -644,7 +644,7 @@ func (r *Store) expired(ctx context.Context, t time.Time, limit int) (due []auth
 			pruned = true
 			continue
 		}
-		s, err := record.Decode([]byte(rec))
+		s, err := record.Decode(ids[i], []byte(rec))
 		if err != nil {
 			return nil, false, err
 		}
@@ -746,7 +746,7 @@ func encode(s auth.Session) (string, auth.Session, error) {
 	if err != nil {
 		return "", auth.Session{}, err
 	}
-	stored, err := record.Decode(v)
+	stored, err := record.Decode(s.UploadID, v)
 	if err != nil {
 		return "", auth.Session{}, err
 	}

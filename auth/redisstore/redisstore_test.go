@@ -3,7 +3,6 @@ package redisstore_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/internal/record"
 	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
 	"github.com/uploadgate/uploadgate/internal/testredis"
@@ -100,7 +100,7 @@ func checkRedisKeys(t *testing.T, c redis.UniversalClient, prefix string, margin
 			if err != nil {
 				t.Fatalf("HGETALL: %v", err)
 			}
-			s, err := decodeRecord(h["d"])
+			s, err := decodeRecord(id, h["d"])
 			if err != nil {
 				t.Errorf("session %q: %v", id, err)
 				continue
@@ -192,9 +192,9 @@ func checkRedisKeys(t *testing.T, c redis.UniversalClient, prefix string, margin
 }
 
 // decodeRecord decodes a stored session record.
-func decodeRecord(v string) (auth.Session, error) {
-	var s auth.Session
-	if err := json.Unmarshal([]byte(v), &s); err != nil {
+func decodeRecord(id, v string) (auth.Session, error) {
+	s, err := record.Decode(id, []byte(v))
+	if err != nil {
 		return auth.Session{}, fmt.Errorf("decode record: %w", err)
 	}
 	return s, nil

@@ -284,7 +284,7 @@ func (r *Store) shardedCreate(ctx context.Context, op string, s auth.Session, at
 	if err != nil || !snap.found {
 		return auth.Session{}, false, "", fmt.Errorf("%s: unexpected script result: %w", op, err)
 	}
-	old, err := record.Decode([]byte(snap.record))
+	old, err := record.Decode(s.UploadID, []byte(snap.record))
 	if err != nil {
 		return auth.Session{}, false, "", fmt.Errorf("%s: %w", op, err)
 	}
@@ -386,7 +386,7 @@ func (r *Store) shardedModify(ctx context.Context, op, uploadID, slotKey string,
 		if slotKey != "" && mapped != "" && mapped != uploadID {
 			return fail(fmt.Errorf("%s: %w", op, auth.ErrSlotTaken))
 		}
-		old, err := record.Decode([]byte(snap.record))
+		old, err := record.Decode(uploadID, []byte(snap.record))
 		if err != nil {
 			return fail(fmt.Errorf("%s: %w", op, err))
 		}
@@ -462,7 +462,7 @@ func (r *Store) shardedDelete(ctx context.Context, op, uploadID string) error {
 		}
 		var slots []string
 		if snap.found {
-			s, err := record.Decode([]byte(snap.record))
+			s, err := record.Decode(uploadID, []byte(snap.record))
 			if err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}

@@ -108,6 +108,7 @@ func Sample(i int) auth.Session {
 		Rebinds:       1,
 		FirstCreated:  created.Add(-time.Hour),
 		SweepAt:       base().Add(time.Duration(i) * time.Hour),
+		KeepFile:      true,
 		LastAddr:      "192.0.2.7",
 		Addrs:         2,
 	}

@@ -5,6 +5,7 @@
 //	ulbench run [flags]      benchmarks (make bench); a table on stdout, JSON to -out
 //	ulbench faults [flags]   fault suite (make faults)
 //	ulbench profile [flags]  CPU profiles of the in-process gateway and stock tusd under load
+//	ulbench soak [flags]     many small uploads: the session store's size after them
 //
 // The servers it starts itself, on loopback ports, each in its own process:
 //
@@ -40,6 +41,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runFaults(args[1:], stdout)
 	case "profile":
 		err = runProfile(args[1:], stdout)
+	case "soak":
+		err = runSoak(args[1:], stdout)
 	case "serve-tusd":
 		err = serveTusd(args[1:])
 	case "serve-copy":
@@ -67,6 +70,7 @@ const usage = `usage:
   ulbench run [flags]       benchmarks: uploadgate vs stock tusd vs io.Copy (ulbench run -h)
   ulbench faults [flags]    fault suite against uploadgate (ulbench faults -h)
   ulbench profile [flags]   CPU profiles of the gateway and stock tusd under load (ulbench profile -h)
+  ulbench soak [flags]      many small uploads: the session store's size after them, with and without --history (ulbench soak -h)
 `
 
 // goBuild builds pkg (relative to the module root) into out.

@@ -57,6 +57,7 @@ type serveConfig struct {
 	SessionMaxTTL  time.Duration
 	Retention      time.Duration
 	FileRetention  time.Duration
+	History        time.Duration
 	NetworkTimeout time.Duration
 	LockTimeout    time.Duration
 	LogFormat      string
@@ -96,6 +97,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", auth.DefaultMaxTTL, "an upload session expires at the latest this long after it opened")
 	fs.DurationVar(&c.Retention, "retention", auth.DefaultRetention, "partial data of an expired session is kept this long for a re-bind, then removed")
 	fs.DurationVar(&c.FileRetention, "file-retention", 0, "complete files whose slot sets no expiry are removed after this long; 0 keeps them")
+	fs.DurationVar(&c.History, "history", 0, "the session record of a complete file kept for ever is forgotten this long after completion, not before its session ends (the file stays downloadable); 0 keeps the records")
 	fs.DurationVar(&c.NetworkTimeout, "network-timeout", gateway.DefaultNetworkTimeout, "an upload body that sends nothing for this long is no longer read; the bytes that arrived are kept")
 	fs.DurationVar(&c.LockTimeout, "lock-timeout", gateway.DefaultLockTimeout, "how long a request waits for an upload that another request holds before it is answered busy (423 Locked)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -172,6 +174,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.Retention < 0 || c.FileRetention < 0 {
 		return usageError("invalid --retention/--file-retention: must not be negative")
+	}
+	if c.History < 0 {
+		return usageError("invalid --history: must not be negative")
 	}
 	if c.NetworkTimeout <= 0 {
 		return usageError("invalid --network-timeout: must be positive")
@@ -340,6 +345,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	policy.MaxTTL = c.SessionMaxTTL
 	policy.Retention = c.Retention
 	policy.FileRetention = c.FileRetention
+	policy.History = c.History
 	sessions := auth.NewSessions(sessStore, policy, time.Now)
 
 	scfg := c.storageSettings()

@@ -1,14 +1,15 @@
 // Package record is what the session stores share about a stored session:
 // the checks a new session must pass, the rules every store applies to a
 // write (MapsSlot, ErrUploadIDChanged), the list of a session's times and
-// how they read back, the JSON record that the bbolt and Redis stores keep,
-// and a time as the Unix nanoseconds their sweep indexes are ordered by.
+// how they read back, the record that the bbolt and Redis stores keep (a
+// compact binary encoding, see Encode; the JSON records of earlier versions
+// still decode), and a time as the Unix nanoseconds their sweep indexes are
+// ordered by.
 //
 // It decides nothing about who may write: that is the auth package's.
 package record
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -57,8 +58,8 @@ func Normalize(s auth.Session) auth.Session {
 	return s
 }
 
-// Stored returns s with its times as a JSON record gives them back: in
-// UTC, without a monotonic clock reading. Encoding such a session and
+// Stored returns s with its times as a record gives them back: in UTC,
+// without a monotonic clock reading. Encoding such a session and
 // decoding it again gives the same session, so a write need not decode what
 // it stored.
 func Stored(s auth.Session) auth.Session {
@@ -66,24 +67,6 @@ func Stored(s auth.Session) auth.Session {
 		*t = t.Round(0).UTC()
 	}
 	return s
-}
-
-// Encode returns the JSON record of s.
-func Encode(s auth.Session) ([]byte, error) {
-	v, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("encode session: %w", err)
-	}
-	return v, nil
-}
-
-// Decode reads a session from its JSON record.
-func Decode(v []byte) (auth.Session, error) {
-	var s auth.Session
-	if err := json.Unmarshal(v, &s); err != nil {
-		return auth.Session{}, fmt.Errorf("decode session record: %w", err)
-	}
-	return s, nil
 }
 
 // SweepNanos is t in Unix nanoseconds, clamped to the range that UnixNano
