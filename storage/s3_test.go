@@ -2,9 +2,15 @@ package storage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -186,5 +192,73 @@ func TestS3GapInPartsIsNotCounted(t *testing.T) {
 	rc.Close()
 	if string(got) != data {
 		t.Fatalf("completed object has %d bytes and differs from the upload", len(got))
+	}
+}
+
+// recordingClient notes the x-amz-content-sha256 header of every part upload.
+type recordingClient struct {
+	mu     sync.Mutex
+	hashes []string
+}
+
+func (c *recordingClient) Do(r *http.Request) (*http.Response, error) {
+	if r.URL.Query().Has("partNumber") {
+		c.mu.Lock()
+		c.hashes = append(c.hashes, r.Header.Get("X-Amz-Content-Sha256"))
+		c.mu.Unlock()
+	}
+	return http.DefaultClient.Do(r)
+}
+
+// Parts go as UNSIGNED-PAYLOAD unless SignPayload asks for their SHA-256;
+// the S3 server accepts both, and the object holds the upload's bytes.
+func TestS3PayloadSigning(t *testing.T) {
+	srv := tests3.Start(t)
+	srv.Setenv(t)
+	data := strings.Repeat("p", 6<<20) + "tail"
+	sum := sha256.Sum256([]byte(data))
+	for _, tc := range []struct {
+		sign bool
+		want string
+	}{{false, "UNSIGNED-PAYLOAD"}, {true, hex.EncodeToString(sum[:])}} {
+		t.Run(fmt.Sprintf("sign=%v", tc.sign), func(t *testing.T) {
+			rec := &recordingClient{}
+			b, err := New(context.Background(), Config{
+				Backend: BackendS3, DataDir: t.TempDir(), CreateLockTimeout: time.Second,
+				S3: S3Config{Bucket: srv.Bucket, Endpoint: srv.Endpoint, PathStyle: true, Prefix: fmt.Sprintf("sign-%v", tc.sign),
+					SignPayload: tc.sign, httpClient: rec},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			const id = "signsignsignsignsignsignsi"
+			up, err := b.Composer.Core.NewUpload(ctx, handler.FileInfo{ID: id, Size: int64(len(data))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := up.WriteChunk(ctx, 0, strings.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			if err := up.FinishUpload(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rec.mu.Lock()
+			hashes := slices.Clone(rec.hashes)
+			rec.mu.Unlock()
+			if len(hashes) != 1 || hashes[0] != tc.want {
+				t.Fatalf("part uploads sent x-amz-content-sha256 %q, want one with %q", hashes, tc.want)
+			}
+			done, _ := b.Upload(ctx, id)
+			rc, err := done.GetReader(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(got) != data {
+				t.Fatalf("object of %d bytes differs from the upload", len(got))
+			}
+		})
 	}
 }

@@ -50,7 +50,7 @@ func runBench(args []string, stdout io.Writer) error {
 	fs.StringVar(&c.Uploadgate, "uploadgate", "", "uploadgate binary (built from ./cmd/uploadgate when empty)")
 	fs.StringVar(&c.Dir, "dir", "", "work directory for the servers' data (a new temporary directory when empty; removed at the end)")
 	fs.StringVar(&c.Out, "out", filepath.Join(os.TempDir(), "ulbench-results.json"), "JSON file for the results")
-	fs.StringVar(&c.Scenarios, "scenarios", "big,conc,head,create,s3", "comma-separated scenarios to run")
+	fs.StringVar(&c.Scenarios, "scenarios", "big,conc,head,create,s3,mem", "comma-separated scenarios to run")
 	fs.IntVar(&c.Rounds, "rounds", 3, "rounds per scenario (targets alternate within each round)")
 	sizeFlag(fs, &c.BigSize, "big-size", GiB, "size of the large upload")
 	sizeFlag(fs, &c.SmallSize, "small-size", 64*MiB, "size of the small upload that the large one's peak RSS is compared with (0: skip)")
@@ -98,6 +98,8 @@ func runBench(args []string, stdout io.Writer) error {
 			sc = b.creations()
 		case "s3":
 			sc = b.s3Upload()
+		case "mem":
+			sc = b.memory()
 		case "":
 			continue
 		default:

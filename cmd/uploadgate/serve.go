@@ -91,6 +91,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	c.S3PartSize = storage.DefaultS3MinPartSize
 	fs.Var(&c.S3PartSize, "s3-part-size", "smallest part uploaded to S3 (5MiB on AWS); parts aim at max(this, 16MiB)")
 	fs.IntVar(&c.S3.Concurrency, "s3-concurrency", storage.DefaultS3Concurrency, "part uploads to S3 in flight at once, across all uploads")
+	fs.BoolVar(&c.S3.SignPayload, "s3-sign-payload", false, "sign the SHA-256 of every part sent to S3 (costs CPU on both sides; TLS protects the bytes to an https endpoint either way)")
 	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", auth.DefaultIdleTTL, "an upload session expires this long after its last accepted request")
 	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", auth.DefaultMaxTTL, "an upload session expires at the latest this long after it opened")
 	fs.DurationVar(&c.Retention, "retention", auth.DefaultRetention, "partial data of an expired session is kept this long for a re-bind, then removed")
