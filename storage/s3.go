@@ -83,6 +83,14 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
 	}
+	httpClient := c.httpClient
+	if httpClient == nil {
+		// One pool of connections for the SDK and the part uploads, with an
+		// idle connection kept for each part upload in flight.
+		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, c.Concurrency)
+		})
+	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if c.Endpoint != "" {
 			o.BaseEndpoint = aws.String(c.Endpoint)
@@ -92,9 +100,7 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 		// checksums; send them only where the API requires them.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		if c.httpClient != nil {
-			o.HTTPClient = c.httpClient
-		}
+		o.HTTPClient = httpClient
 		if !c.SignPayload {
 			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 		}
@@ -106,7 +112,11 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	} else if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("create part directory: %w", err)
 	}
-	store := s3store.New(c.Bucket, gaplessParts{client})
+	api := gaplessParts{Client: client}
+	if !c.SignPayload {
+		api.parts = &partSender{presign: s3.NewPresignClient(client), http: httpClient}
+	}
+	store := s3store.New(c.Bucket, api)
 	store.ObjectPrefix = c.Prefix
 	store.MinPartSize = c.MinPartSize
 	store.PreferredPartSize = c.PreferredPartSize
@@ -133,7 +143,19 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 // gaplessParts hands s3store only the parts up to the first gap, so the offset
 // is the contiguous prefix, the next part overwrites the gap, and parts after
 // it are left out of the completed object.
-type gaplessParts struct{ *s3.Client }
+//
+// Its UploadPart hands the parts to parts, when set (see partSender).
+type gaplessParts struct {
+	*s3.Client
+	parts *partSender
+}
+
+func (g gaplessParts) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+	if body, ok := in.Body.(io.ReadSeeker); ok && g.parts != nil {
+		return g.parts.upload(ctx, in, body)
+	}
+	return g.Client.UploadPart(ctx, in, opts...)
+}
 
 func (g gaplessParts) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	out, err := g.Client.ListParts(ctx, in, opts...)
