@@ -34,7 +34,8 @@ type S3Config struct {
 	// Prefix is prepended to every object key.
 	Prefix string
 	// MinPartSize is the smallest part s3store uploads (5 MiB on AWS;
-	// default DefaultS3MinPartSize); PreferredPartSize the size it aims for.
+	// default DefaultS3MinPartSize); PreferredPartSize the size it aims for
+	// (default DefaultS3PreferredPartSize; raised to MinPartSize when smaller).
 	MinPartSize       int64
 	PreferredPartSize int64
 	// Concurrency bounds the part uploads in flight across all uploads
@@ -58,6 +59,13 @@ const (
 	DefaultS3Region = "us-east-1"
 	// DefaultS3MinPartSize is the smallest part that AWS S3 accepts.
 	DefaultS3MinPartSize = 5 << 20
+	// DefaultS3PreferredPartSize is the part size aimed at. Every upload in
+	// transfer holds a part file of up to this size in the data directory
+	// (docs/scaling.md). s3store's own default, 50 MiB, costs the gateway
+	// less CPU per GiB (docs/performance.md) and three times the disk; a
+	// crash of the gateway loses what it had received and not yet sent to
+	// S3, so larger parts also lose more.
+	DefaultS3PreferredPartSize = 16 << 20
 	// DefaultS3Concurrency is how many part uploads are in flight at once.
 	DefaultS3Concurrency = 10
 )
@@ -73,9 +81,10 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	if c.MinPartSize <= 0 {
 		c.MinPartSize = DefaultS3MinPartSize
 	}
-	if c.PreferredPartSize < c.MinPartSize {
-		c.PreferredPartSize = max(c.MinPartSize, 16<<20)
+	if c.PreferredPartSize <= 0 {
+		c.PreferredPartSize = DefaultS3PreferredPartSize
 	}
+	c.PreferredPartSize = max(c.PreferredPartSize, c.MinPartSize)
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultS3Concurrency
 	}

@@ -54,6 +54,8 @@ func (b *bench) s3Upload() *scenarioResult {
 		extra      []string
 	}{
 		{"ug-put-s3", "ug-put", nil},
+		// s3store's default part size instead of the gateway's 16 MiB.
+		{"ug-put-50m-s3", "ug-put", []string{"--s3-preferred-part-size", "50MiB"}},
 		{"ug-tus-1patch-s3", "ug-tus", nil},
 		{"tusd-1patch-s3", "tusd", nil},
 		{"tusd-nohash-s3", "tusd", []string{"--s3-disable-content-hashes"}},
@@ -121,8 +123,8 @@ func (b *bench) s3Upload() *scenarioResult {
 	b.stopAll(sc, targets)
 	sc.target("versitygw").PeakRSSKiB = gw.PeakRSS()
 	sc.finish([][2]string{
-		{"ug-put-s3", "tusd-1patch-s3"}, {"ug-tus-1patch-s3", "tusd-1patch-s3"}, {"ug-put-s3", "tusd-nohash-s3"},
-		{"tusd-nohash-s3", "tusd-1patch-s3"}, {"ug-put-s3", "direct-mpu-s3"}, {"ug-put-s3", "direct-put-s3"},
+		{"ug-put-s3", "tusd-1patch-s3"}, {"ug-tus-1patch-s3", "tusd-1patch-s3"}, {"ug-put-50m-s3", "tusd-1patch-s3"}, {"ug-put-s3", "tusd-nohash-s3"},
+		{"tusd-nohash-s3", "tusd-1patch-s3"}, {"ug-put-s3", "direct-mpu-s3"}, {"ug-put-50m-s3", "direct-mpu-s3"}, {"ug-put-s3", "direct-put-s3"},
 		{"direct-put-s3", "direct-mpu-s3"},
 	})
 	return sc

@@ -47,6 +47,7 @@ session-idle-ttl = "2h"          # overridden by the flag
 s3-path-style = true
 s3-concurrency = 4
 s3-sign-payload = true
+s3-preferred-part-size = "64MiB"
 cors-origins = ["https://a.example", "https://b.example"]
 `)
 	env := map[string]string{
@@ -69,6 +70,7 @@ cors-origins = ["https://a.example", "https://b.example"]
 		{"s3-path-style (file bool)", c.S3.PathStyle, true},
 		{"s3-concurrency (file integer)", c.S3.Concurrency, 4},
 		{"s3-sign-payload (file bool, handed to the storage)", c.storageSettings().S3.SignPayload, true},
+		{"s3-preferred-part-size (file size, handed to the storage)", c.storageSettings().S3.PreferredPartSize, int64(64 << 20)},
 		{"cors-origins (file array)", strings.Join(c.CORSOrigins.vals, " "), "https://a.example https://b.example"},
 	}
 	for _, ch := range checks {
