@@ -61,10 +61,10 @@ const (
 	DefaultS3MinPartSize = 5 << 20
 	// DefaultS3PreferredPartSize is the part size aimed at. Every upload in
 	// transfer holds a part file of up to this size in the data directory
-	// (docs/scaling.md). s3store's own default, 50 MiB, costs the gateway
-	// less CPU per GiB (docs/performance.md) and three times the disk; a
-	// crash of the gateway loses what it had received and not yet sent to
-	// S3, so larger parts also lose more.
+	// (docs/scaling.md). s3store's own default, 50 MiB, needs three times
+	// the disk and measured no faster (docs/performance.md); a crash of the
+	// gateway loses what it had received and not yet sent to S3, so larger
+	// parts also lose more.
 	DefaultS3PreferredPartSize = 16 << 20
 	// DefaultS3Concurrency is how many part uploads are in flight at once.
 	DefaultS3Concurrency = 10
