@@ -1,13 +1,16 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -321,6 +324,9 @@ func TestS3PartUploadRetries(t *testing.T) {
 			}
 			return nil, nil
 		}, 2, false},
+		{"network error every time gives up", func(int) (*http.Response, error) {
+			return nil, &url.Error{Op: "Put", URL: "http://s3.example/b/k?partNumber=1&X-Amz-Credential=AKIDSECRET&X-Amz-Signature=abc", Err: errors.New("connection reset")}
+		}, partAttempts, true},
 		{"503 twice, then sent", func(n int) (*http.Response, error) {
 			if n <= 2 {
 				return answer(http.StatusServiceUnavailable), nil
@@ -332,9 +338,11 @@ func TestS3PartUploadRetries(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			flaky := &flakyClient{fail: tc.fail}
+			var logged bytes.Buffer
 			b, err := New(context.Background(), Config{
 				Backend: BackendS3, DataDir: t.TempDir(), CreateLockTimeout: time.Second,
-				S3: S3Config{Bucket: srv.Bucket, Endpoint: srv.Endpoint, PathStyle: true, Prefix: strings.ReplaceAll(tc.name, " ", "-"), httpClient: flaky},
+				Logger: slog.New(slog.NewTextHandler(&logged, nil)),
+				S3:     S3Config{Bucket: srv.Bucket, Endpoint: srv.Endpoint, PathStyle: true, Prefix: strings.ReplaceAll(tc.name, " ", "-"), httpClient: flaky},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -348,6 +356,12 @@ func TestS3PartUploadRetries(t *testing.T) {
 			_, werr := up.WriteChunk(ctx, 0, strings.NewReader(data))
 			if flaky.attempts != tc.wantAttempts || (werr != nil) != tc.wantErr {
 				t.Fatalf("%d attempts, error %v; want %d attempts, error %v", flaky.attempts, werr, tc.wantAttempts, tc.wantErr)
+			}
+			if tc.wantErr && !strings.Contains(logged.String(), "upload part 1") {
+				t.Fatalf("the failed part is not in the log: %s", logged.String())
+			}
+			if strings.Contains(logged.String(), "X-Amz-") || strings.Contains(logged.String(), "AKID") {
+				t.Fatalf("the log shows the presigned URL's query: %s", logged.String())
 			}
 			again, err := b.Upload(ctx, id)
 			if err != nil {

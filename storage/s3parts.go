@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -119,6 +120,14 @@ func (p *partSender) send(ctx context.Context, method, url string, signed http.H
 	}
 	res, err := p.http.Do(req)
 	if err != nil {
+		// net/http names the URL, whose query holds the signature and the
+		// access key ID: keep it out of errors and logs.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			bare := *req.URL
+			bare.RawQuery = ""
+			err = fmt.Errorf("%s %s: %w", ue.Op, bare.String(), ue.Err)
+		}
 		return nil, true, err
 	}
 	defer res.Body.Close()
