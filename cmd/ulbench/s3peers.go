@@ -93,6 +93,10 @@ func (b *bench) s3Upload() *scenarioResult {
 			cpu0 = t.Server.CPUTime()
 		}
 		gwCPU0 := gw.CPUTime()
+		var ops0 map[string]float64
+		if t.Server != nil {
+			ops0 = t.Server.opSeconds(ctx)
+		}
 		name := fmt.Sprintf("s3-%d.bin", b.n.Add(1))
 		start := time.Now()
 		var res upResult
@@ -118,6 +122,16 @@ func (b *bench) s3Upload() *scenarioResult {
 			tr.metric("server CPU s/GiB", "s").add((t.Server.CPUTime() - cpu0).Seconds() / gib)
 		}
 		tr.metric("S3 server CPU s/GiB", "s").add(gwCPU.Seconds() / gib)
+		if t.Server != nil {
+			// uploadgate: the seconds its storage spent in each call of the
+			// upload (none for stock tusd, which has no such metric).
+			ops := t.Server.opSeconds(ctx)
+			for _, op := range []string{"create", "write", "finish", "get", "info"} {
+				if d := ops[op] - ops0[op]; ops[op] > 0 {
+					tr.metric("storage "+op+" s", "s").add(d)
+				}
+			}
+		}
 		removeObjects(gw)
 	})
 	b.stopAll(sc, targets)
