@@ -34,35 +34,35 @@ import (
 
 // serveConfig is everything `uploadgate serve` is configured with.
 type serveConfig struct {
-	Config              string
-	Listen              string
-	MetricsListen       string
-	DataDir             string
-	Secrets             listFlag
-	SecretFile          string
-	IDKeyFile           string
-	UploadBase          string
-	TusBase             string
-	PublicURL           string
-	MaxSize             byteSize
-	CORSOrigins         listFlag
-	TrustedProxies      listFlag
-	Storage             string
-	RedisURL            string
-	SessionDB           string
-	S3                  storage.S3Config
-	S3PartSize          byteSize
-	S3PreferredPartSize byteSize
-	SessionIdleTTL      time.Duration
-	SessionMaxTTL       time.Duration
-	Retention           time.Duration
-	FileRetention       time.Duration
-	NetworkTimeout      time.Duration
-	LockTimeout         time.Duration
-	LogFormat           string
-	LogLevel            string
-	DemoUI              bool
-	Hooks               hookFlags
+	Config         string
+	Listen         string
+	MetricsListen  string
+	DataDir        string
+	Secrets        listFlag
+	SecretFile     string
+	IDKeyFile      string
+	UploadBase     string
+	TusBase        string
+	PublicURL      string
+	MaxSize        byteSize
+	CORSOrigins    listFlag
+	TrustedProxies listFlag
+	Storage        string
+	RedisURL       string
+	SessionDB      string
+	S3             storage.S3Config
+	S3PartSize     byteSize
+	S3PrefPartSize byteSize
+	SessionIdleTTL time.Duration
+	SessionMaxTTL  time.Duration
+	Retention      time.Duration
+	FileRetention  time.Duration
+	NetworkTimeout time.Duration
+	LockTimeout    time.Duration
+	LogFormat      string
+	LogLevel       string
+	DemoUI         bool
+	Hooks          hookFlags
 }
 
 func newServeFlags(c *serveConfig) *flag.FlagSet {
@@ -91,8 +91,8 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.StringVar(&c.S3.Prefix, "s3-prefix", "", "prefix of every object key")
 	c.S3PartSize = storage.DefaultS3MinPartSize
 	fs.Var(&c.S3PartSize, "s3-part-size", "smallest part uploaded to S3 (5MiB on AWS)")
-	c.S3PreferredPartSize = storage.DefaultS3PreferredPartSize
-	fs.Var(&c.S3PreferredPartSize, "s3-preferred-part-size", "size of the parts an upload is cut into for S3 (raised to --s3-part-size when smaller); each upload in transfer keeps up to this much in <data-dir>/s3-parts")
+	c.S3PrefPartSize = storage.DefaultS3PreferredPartSize
+	fs.Var(&c.S3PrefPartSize, "s3-preferred-part-size", "size of the parts an upload is cut into for S3 (raised to --s3-part-size when smaller); each upload in transfer keeps up to this much in <data-dir>/s3-parts")
 	fs.IntVar(&c.S3.Concurrency, "s3-concurrency", storage.DefaultS3Concurrency, "part uploads to S3 in flight at once, across all uploads")
 	fs.BoolVar(&c.S3.SignPayload, "s3-sign-payload", false, "sign the SHA-256 of every part sent to S3 (costs CPU on both sides; TLS protects the bytes to an https endpoint either way)")
 	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", auth.DefaultIdleTTL, "an upload session expires this long after its last accepted request")
@@ -153,7 +153,7 @@ func (c *serveConfig) validate() error {
 		if c.S3PartSize < 1<<20 {
 			return usageError("invalid --s3-part-size: at least 1MiB (S3 itself needs 5MiB)")
 		}
-		if c.S3PreferredPartSize < 1<<20 || c.S3PreferredPartSize > 5<<30 {
+		if c.S3PrefPartSize < 1<<20 || c.S3PrefPartSize > 5<<30 {
 			return usageError("invalid --s3-preferred-part-size: from 1MiB to 5GiB")
 		}
 		if c.S3.Concurrency < 1 {
@@ -481,7 +481,7 @@ func (c *serveConfig) gatewaySettings() gateway.Config {
 func (c *serveConfig) storageSettings() storage.Config {
 	s3cfg := c.S3
 	s3cfg.MinPartSize = int64(c.S3PartSize)
-	s3cfg.PreferredPartSize = int64(c.S3PreferredPartSize)
+	s3cfg.PreferredPartSize = int64(c.S3PrefPartSize)
 	return storage.Config{
 		Backend: c.Storage,
 		DataDir: c.DataDir,
