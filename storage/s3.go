@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -33,12 +34,23 @@ type S3Config struct {
 	// Prefix is prepended to every object key.
 	Prefix string
 	// MinPartSize is the smallest part s3store uploads (5 MiB on AWS;
-	// default DefaultS3MinPartSize); PreferredPartSize the size it aims for.
+	// default DefaultS3MinPartSize); PreferredPartSize the size it aims for
+	// (default DefaultS3PreferredPartSize; raised to MinPartSize when smaller).
 	MinPartSize       int64
 	PreferredPartSize int64
 	// Concurrency bounds the part uploads in flight across all uploads
 	// (default DefaultS3Concurrency).
 	Concurrency int
+	// SignPayload signs the SHA-256 of every request's body, so that the S3
+	// server rejects bytes changed on the way. Both sides then hash every
+	// byte: a third of the gateway's CPU and a twentieth of the S3 server's
+	// in a large upload (docs/performance.md). Without it the body is sent
+	// as UNSIGNED-PAYLOAD, as s3store's DisableContentHashes does; TLS to an
+	// https endpoint protects the bytes in transit either way.
+	SignPayload bool
+
+	// httpClient replaces the SDK's HTTP client (tests).
+	httpClient aws.HTTPClient
 }
 
 // S3Config defaults, applied by New to the fields left zero.
@@ -47,6 +59,13 @@ const (
 	DefaultS3Region = "us-east-1"
 	// DefaultS3MinPartSize is the smallest part that AWS S3 accepts.
 	DefaultS3MinPartSize = 5 << 20
+	// DefaultS3PreferredPartSize is the part size aimed at. Every upload in
+	// transfer holds a part file of up to this size in the data directory
+	// (docs/scaling.md). s3store's own default, 50 MiB, needs three times
+	// the disk and measured no faster (docs/performance.md); a crash of the
+	// gateway loses what it had received and not yet sent to S3, so larger
+	// parts also lose more.
+	DefaultS3PreferredPartSize = 16 << 20
 	// DefaultS3Concurrency is how many part uploads are in flight at once.
 	DefaultS3Concurrency = 10
 )
@@ -62,15 +81,24 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	if c.MinPartSize <= 0 {
 		c.MinPartSize = DefaultS3MinPartSize
 	}
-	if c.PreferredPartSize < c.MinPartSize {
-		c.PreferredPartSize = max(c.MinPartSize, 16<<20)
+	if c.PreferredPartSize <= 0 {
+		c.PreferredPartSize = DefaultS3PreferredPartSize
 	}
+	c.PreferredPartSize = max(c.PreferredPartSize, c.MinPartSize)
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultS3Concurrency
 	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(c.Region))
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	httpClient := c.httpClient
+	if httpClient == nil {
+		// One pool of connections for the SDK and the part uploads, with an
+		// idle connection kept for each part upload in flight.
+		httpClient = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, c.Concurrency)
+		})
 	}
 	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
 		if c.Endpoint != "" {
@@ -81,6 +109,10 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 		// checksums; send them only where the API requires them.
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		o.HTTPClient = httpClient
+		if !c.SignPayload {
+			o.APIOptions = append(o.APIOptions, v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+		}
 	})
 
 	tmp := filepath.Join(cfg.DataDir, "s3-parts")
@@ -89,7 +121,11 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 	} else if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("create part directory: %w", err)
 	}
-	store := s3store.New(c.Bucket, gaplessParts{client})
+	api := gaplessParts{Client: client}
+	if !c.SignPayload {
+		api.parts = &partSender{presign: s3.NewPresignClient(client), http: httpClient}
+	}
+	store := s3store.New(c.Bucket, api)
 	store.ObjectPrefix = c.Prefix
 	store.MinPartSize = c.MinPartSize
 	store.PreferredPartSize = c.PreferredPartSize
@@ -116,7 +152,19 @@ func newS3(ctx context.Context, cfg Config) (*Backend, error) {
 // gaplessParts hands s3store only the parts up to the first gap, so the offset
 // is the contiguous prefix, the next part overwrites the gap, and parts after
 // it are left out of the completed object.
-type gaplessParts struct{ *s3.Client }
+//
+// Its UploadPart hands the parts to parts, when set (see partSender).
+type gaplessParts struct {
+	*s3.Client
+	parts *partSender
+}
+
+func (g gaplessParts) UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+	if body, ok := in.Body.(io.ReadSeeker); ok && g.parts != nil {
+		return g.parts.upload(ctx, in, body)
+	}
+	return g.Client.UploadPart(ctx, in, opts...)
+}
 
 func (g gaplessParts) ListParts(ctx context.Context, in *s3.ListPartsInput, opts ...func(*s3.Options)) (*s3.ListPartsOutput, error) {
 	out, err := g.Client.ListParts(ctx, in, opts...)

@@ -50,7 +50,7 @@ func runBench(args []string, stdout io.Writer) error {
 	fs.StringVar(&c.Uploadgate, "uploadgate", "", "uploadgate binary (built from ./cmd/uploadgate when empty)")
 	fs.StringVar(&c.Dir, "dir", "", "work directory for the servers' data (a new temporary directory when empty; removed at the end)")
 	fs.StringVar(&c.Out, "out", filepath.Join(os.TempDir(), "ulbench-results.json"), "JSON file for the results")
-	fs.StringVar(&c.Scenarios, "scenarios", "big,conc,head,create,s3", "comma-separated scenarios to run")
+	fs.StringVar(&c.Scenarios, "scenarios", "big,conc,head,create,s3,mem", "comma-separated scenarios to run")
 	fs.IntVar(&c.Rounds, "rounds", 3, "rounds per scenario (targets alternate within each round)")
 	sizeFlag(fs, &c.BigSize, "big-size", GiB, "size of the large upload")
 	sizeFlag(fs, &c.SmallSize, "small-size", 64*MiB, "size of the small upload that the large one's peak RSS is compared with (0: skip)")
@@ -98,6 +98,8 @@ func runBench(args []string, stdout io.Writer) error {
 			sc = b.creations()
 		case "s3":
 			sc = b.s3Upload()
+		case "mem":
+			sc = b.memory()
 		case "":
 			continue
 		default:
@@ -601,57 +603,6 @@ func (b *bench) creations() *scenarioResult {
 	})
 	b.stopAll(sc, targets)
 	sc.finish([][2]string{{"ug-bolt", "tusd"}, {"ug-redis", "tusd"}})
-	return sc
-}
-
-// s3Upload: one upload through versitygw per target and round.
-func (b *bench) s3Upload() *scenarioResult {
-	size := b.c.S3Size
-	sc := &scenarioResult{Name: "s3", Primary: "MiB/s",
-		Description: fmt.Sprintf("one %s upload to S3 (versitygw, posix backend, same disk)", fmtSize(size))}
-	gw, err := startVersityGW(b.subdir("versitygw"))
-	if err != nil {
-		sc.Skipped = err.Error()
-		return sc
-	}
-	defer gw.Stop()
-	var specs []targetSpec
-	for _, s := range []struct{ name, kind string }{{"ug-put-s3", "ug-put"}, {"ug-tus-1patch-s3", "ug-tus"}, {"tusd-1patch-s3", "tusd"}} {
-		bucket := strings.ReplaceAll(s.name, "-1patch", "")
-		if err := gw.CreateBucket(context.Background(), bucket); err != nil {
-			sc.Skipped = err.Error()
-			return sc
-		}
-		extra := []string{"--storage", "s3", "--s3-bucket", bucket, "--s3-endpoint", gw.URL, "--s3-path-style"}
-		if s.kind == "tusd" {
-			extra = []string{"--s3-bucket", bucket, "--s3-endpoint", gw.URL}
-		}
-		specs = append(specs, targetSpec{name: s.name, door: door{Kind: s.kind}, env: gw.Env(), extra: extra})
-	}
-	targets, ok := b.startTargets(sc, specs)
-	if !ok {
-		return sc
-	}
-	b.rounds(targets, func(r int, t *target) {
-		tr := sc.target(t.Name)
-		c := newClient(1)
-		cpu0 := t.Server.CPUTime()
-		start := time.Now()
-		res := upload(context.Background(), c, t, fmt.Sprintf("s3-%d.bin", b.n.Add(1)), uint64(r), size)
-		d := time.Since(start)
-		cpu := t.Server.CPUTime() - cpu0
-		c.CloseIdleConnections()
-		if res.Err != nil {
-			tr.Notes = append(tr.Notes, fmt.Sprintf("round %d: %v", r, res.Err))
-			tr.metric("errors", "").add(1)
-			return
-		}
-		tr.metric("MiB/s", "MiB/s").add(float64(size) / MiB / d.Seconds())
-		tr.metric("server CPU s/GiB", "s").add(cpu.Seconds() / (float64(size) / GiB))
-		removeObjects(gw)
-	})
-	b.stopAll(sc, targets)
-	sc.finish([][2]string{{"ug-put-s3", "tusd-1patch-s3"}, {"ug-tus-1patch-s3", "tusd-1patch-s3"}})
 	return sc
 }
 

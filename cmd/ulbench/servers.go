@@ -80,6 +80,7 @@ func serveTusd(args []string) error {
 	dir := fs.String("dir", "", "upload directory (filestore)")
 	bucket := fs.String("s3-bucket", "", "S3 bucket (s3store instead of filestore)")
 	endpoint := fs.String("s3-endpoint", "", "S3 endpoint")
+	noHashes := fs.Bool("s3-disable-content-hashes", false, "s3store's DisableContentHashes (tusd's -s3-disable-content-hashes)")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -99,6 +100,7 @@ func serveTusd(args []string) error {
 		})
 		store := s3store.New(*bucket, client) // tusd's defaults: 5 MiB min, 50 MiB preferred parts
 		store.TemporaryDirectory = *dir
+		store.DisableContentHashes = *noHashes
 		store.UseIn(composer)
 	} else {
 		filestore.New(*dir).UseIn(composer)

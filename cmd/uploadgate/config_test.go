@@ -46,6 +46,8 @@ max-size = "100MiB"              # from the file only
 session-idle-ttl = "2h"          # overridden by the flag
 s3-path-style = true
 s3-concurrency = 4
+s3-sign-payload = true
+s3-preferred-part-size = "64MiB"
 cors-origins = ["https://a.example", "https://b.example"]
 `)
 	env := map[string]string{
@@ -67,6 +69,8 @@ cors-origins = ["https://a.example", "https://b.example"]
 		{"session-max-ttl (default)", c.SessionMaxTTL, 72 * time.Hour},
 		{"s3-path-style (file bool)", c.S3.PathStyle, true},
 		{"s3-concurrency (file integer)", c.S3.Concurrency, 4},
+		{"s3-sign-payload (file bool, handed to the storage)", c.storageSettings().S3.SignPayload, true},
+		{"s3-preferred-part-size (file size, handed to the storage)", c.storageSettings().S3.PreferredPartSize, int64(64 << 20)},
 		{"cors-origins (file array)", strings.Join(c.CORSOrigins.vals, " "), "https://a.example https://b.example"},
 	}
 	for _, ch := range checks {

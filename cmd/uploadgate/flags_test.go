@@ -59,6 +59,7 @@ func TestBadConfigIsOneLineAndExitCode2(t *testing.T) {
 		{[]string{"serve", "--session-db", "s.db", "--redis-url", "redis://127.0.0.1:1"}, "--session-db"},
 		{[]string{"serve", "--storage", "s3"}, "--s3-bucket"},
 		{[]string{"serve", "--storage", "s3", "--s3-bucket", "b", "--s3-endpoint", "nowhere"}, "--s3-endpoint"},
+		{[]string{"serve", "--storage", "s3", "--s3-bucket", "b", "--s3-preferred-part-size", "6GiB"}, "--s3-preferred-part-size"},
 		{[]string{"serve", "--storage", "tape"}, "--storage"},
 		{[]string{"serve", "--no-such-flag"}, "no-such-flag"},
 		{[]string{"sign", "--size", "5"}, "NAME"},

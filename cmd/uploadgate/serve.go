@@ -53,6 +53,7 @@ type serveConfig struct {
 	SessionDB      string
 	S3             storage.S3Config
 	S3PartSize     byteSize
+	S3PrefPartSize byteSize
 	SessionIdleTTL time.Duration
 	SessionMaxTTL  time.Duration
 	Retention      time.Duration
@@ -91,8 +92,11 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.BoolVar(&c.S3.PathStyle, "s3-path-style", false, "address buckets as /bucket/key (most S3-compatible servers need this)")
 	fs.StringVar(&c.S3.Prefix, "s3-prefix", "", "prefix of every object key")
 	c.S3PartSize = storage.DefaultS3MinPartSize
-	fs.Var(&c.S3PartSize, "s3-part-size", "smallest part uploaded to S3 (5MiB on AWS); parts aim at max(this, 16MiB)")
+	fs.Var(&c.S3PartSize, "s3-part-size", "smallest part uploaded to S3 (5MiB on AWS)")
+	c.S3PrefPartSize = storage.DefaultS3PreferredPartSize
+	fs.Var(&c.S3PrefPartSize, "s3-preferred-part-size", "size of the parts an upload is cut into for S3 (raised to --s3-part-size when smaller); each upload in transfer keeps up to this much in <data-dir>/s3-parts")
 	fs.IntVar(&c.S3.Concurrency, "s3-concurrency", storage.DefaultS3Concurrency, "part uploads to S3 in flight at once, across all uploads")
+	fs.BoolVar(&c.S3.SignPayload, "s3-sign-payload", false, "sign the SHA-256 of every part sent to S3 (costs CPU on both sides; TLS protects the bytes to an https endpoint either way)")
 	fs.DurationVar(&c.SessionIdleTTL, "session-idle-ttl", auth.DefaultIdleTTL, "an upload session expires this long after its last accepted request")
 	fs.DurationVar(&c.SessionMaxTTL, "session-max-ttl", auth.DefaultMaxTTL, "an upload session expires at the latest this long after it opened")
 	fs.DurationVar(&c.Retention, "retention", auth.DefaultRetention, "partial data of an expired session is kept this long for a re-bind, then removed")
@@ -151,6 +155,9 @@ func (c *serveConfig) validate() error {
 		}
 		if c.S3PartSize < 1<<20 {
 			return usageError("invalid --s3-part-size: at least 1MiB (S3 itself needs 5MiB)")
+		}
+		if c.S3PrefPartSize < 1<<20 || c.S3PrefPartSize > 5<<30 {
+			return usageError("invalid --s3-preferred-part-size: from 1MiB to 5GiB")
 		}
 		if c.S3.Concurrency < 1 {
 			return usageError("invalid --s3-concurrency: at least 1")
@@ -496,6 +503,7 @@ func (c *serveConfig) gatewaySettings() gateway.Config {
 func (c *serveConfig) storageSettings() storage.Config {
 	s3cfg := c.S3
 	s3cfg.MinPartSize = int64(c.S3PartSize)
+	s3cfg.PreferredPartSize = int64(c.S3PrefPartSize)
 	return storage.Config{
 		Backend: c.Storage,
 		DataDir: c.DataDir,
