@@ -10,6 +10,8 @@ TEST_TIMEOUT ?= 10m
 FUZZTIME     ?= 2000x
 # `make bench BENCH_FLAGS='-big-size 256MiB -rounds 3'`; `bin/ulbench run -h` lists the flags.
 BENCH_FLAGS  ?= -rounds 5 -s3-size 512MiB
+# `make bench SOAK_FLAGS='-uploads 100000'`; `bin/ulbench soak -h` lists the flags.
+SOAK_FLAGS   ?=
 GOBIN_DIR    := $(shell d=$$($(GO) env GOBIN); [ -n "$$d" ] || d=$$($(GO) env GOPATH)/bin; echo "$$d")
 STATICCHECK  := $(GOBIN_DIR)/staticcheck
 # Tools installed with `go install` (versitygw) must be found by the tests.
@@ -63,9 +65,11 @@ fuzz: ## run every fuzz target for FUZZTIME (seed corpora in <package>/testdata/
 		done; \
 	done
 
-bench: build ## benchmarks of uploadgate against stock tusd and io.Copy (docs/performance.md)
+bench: build ## benchmarks against stock tusd, io.Copy and direct S3 clients, the goals they meet, the session store's bytes per upload and a 50,000-upload soak (docs/performance.md)
 	$(GO) build -o bin/ulbench ./cmd/ulbench
 	bin/ulbench run -uploadgate $(BIN) $(BENCH_FLAGS)
+	$(GO) test -count=1 -run 'Footprint|HistoryBound' -v ./auth/boltstore ./auth/redisstore | grep -E 'bytes per|^(ok|FAIL|---)'
+	bin/ulbench soak -uploadgate $(BIN) -redis $(SOAK_FLAGS)
 
 faults: build ## fault suite against the binary: SIGKILL and resume, 1,000 uploads, slowloris, full disk
 	$(GO) build -o bin/ulbench ./cmd/ulbench

@@ -42,6 +42,7 @@ type benchReport struct {
 	Machine   machine           `json:"machine"`
 	Config    benchConfig       `json:"config"`
 	Scenarios []*scenarioResult `json:"scenarios"`
+	Goals     []goal            `json:"goals"`
 }
 
 func runBench(args []string, stdout io.Writer) error {
@@ -59,7 +60,7 @@ func runBench(args []string, stdout io.Writer) error {
 	sizeFlag(fs, &c.ConcSize, "conc-size", 4*MiB, "size of each concurrent upload")
 	fs.IntVar(&c.HeadConns, "head-conns", 32, "connections sending HEAD")
 	fs.DurationVar(&c.HeadDuration, "head-duration", 5*time.Second, "HEAD load per target and round")
-	fs.IntVar(&c.CreateConns, "create-conns", 16, "connections sending tus creations")
+	fs.IntVar(&c.CreateConns, "create-conns", 32, "connections sending tus creations")
 	fs.DurationVar(&c.CreateDuration, "create-duration", 5*time.Second, "creation load per target and round")
 	sizeFlag(fs, &c.S3Size, "s3-size", GiB, "size of the upload through S3 (versitygw)")
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +110,8 @@ func runBench(args []string, stdout io.Writer) error {
 		report.Scenarios = append(report.Scenarios, sc)
 		sc.print(stdout)
 	}
+	report.Goals = checkGoals(report.Scenarios)
+	printGoals(stdout, report.Goals)
 	out, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return err

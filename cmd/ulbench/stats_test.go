@@ -98,3 +98,32 @@ uploadgate_http_requests_total{door="put"} 7
 		t.Fatalf("parsed %v", got)
 	}
 }
+
+// A goal is met by the ratio of the medians, in its direction, and only
+// when both targets ran.
+func TestCheckGoals(t *testing.T) {
+	mk := func(name, a, b string, av, bv float64) *scenarioResult {
+		sc := &scenarioResult{Name: name, Primary: "m"}
+		sc.target(a).metric("m", "").add(av)
+		sc.target(b).metric("m", "").add(bv)
+		sc.finish([][2]string{{a, b}})
+		return sc
+	}
+	gs := checkGoals([]*scenarioResult{
+		mk("s3", "ug-put-s3", "tusd-1patch-s3", 130, 100),
+		mk("mem", "ug-put-disk", "tusd-disk", 40, 50),
+	})
+	got := map[string]goal{}
+	for _, g := range gs {
+		got[g.A+"/"+g.B+"@"+g.Scenario] = g
+	}
+	if g := got["ug-put-s3/tusd-1patch-s3@s3"]; !g.Measured || g.Ratio != 1.3 || !g.Met {
+		t.Errorf("S3 goal: %+v, want measured 1.3 and met", g)
+	}
+	if g := got["ug-put-disk/tusd-disk@mem"]; !g.Measured || g.Met {
+		t.Errorf("memory goal: %+v, want measured 0.8 and not met (at most 0.5)", g)
+	}
+	if g := got["ug-bolt/tusd@create"]; g.Measured || g.Met {
+		t.Errorf("creation goal without its scenario: %+v, want not measured", g)
+	}
+}
