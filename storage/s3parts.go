@@ -108,6 +108,15 @@ func partSize(body io.ReadSeeker) (int64, error) {
 
 // send makes one attempt; retry says whether another may succeed.
 func (p *partSender) send(ctx context.Context, method, url string, signed http.Header, body io.Reader, size int64) (out *s3.UploadPartOutput, retry bool, err error) {
+	if size == 0 {
+		// net/http reads a zero ContentLength with a body as "unknown" and
+		// sends it chunked, which S3 refuses for a part: an empty part (a
+		// zero-byte upload has one) goes with no body at all.
+		if c, ok := body.(io.Closer); ok {
+			_ = c.Close()
+		}
+		body = http.NoBody
+	}
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return nil, false, err
