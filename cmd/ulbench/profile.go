@@ -24,6 +24,7 @@ func runProfile(args []string, stdout io.Writer) error {
 	secs := fs.Int("seconds", 8, "profile length per load and server")
 	outDir := fs.String("out-dir", filepath.Join(os.TempDir(), "ulbench-profiles"), "directory for the .prof files")
 	redisSessions := fs.Bool("redis", false, "the gateway keeps sessions and locks in a redis-server started for the run")
+	sessionDir := fs.String("session-db-dir", "", "directory for the gateway's session database (another file system than the uploads', e.g. a tmpfs for an experiment); default: its data directory")
 	top := fs.Int("top", 25, "functions listed per profile (go tool pprof -top)")
 	allocs := fs.Bool("allocs", false, "also write each server's allocation profile (bytes allocated from its start to the end of the load) and list its top")
 	if err := fs.Parse(args); err != nil {
@@ -49,6 +50,11 @@ func runProfile(args []string, stdout io.Writer) error {
 		}
 		defer rd.Stop()
 		gwExtra = []string{"--redis-url", rd.URL}
+	}
+	if *sessionDir != "" {
+		db := filepath.Join(*sessionDir, "ulbench-sessions-"+randHex(6)+".db")
+		defer os.Remove(db)
+		gwExtra = append(gwExtra, "--session-db", db)
 	}
 	d := time.Duration(*secs) * time.Second
 	for _, w := range strings.Split(*what, ",") {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -206,6 +207,7 @@ func serveGateway(args []string) error {
 	secret := fs.String("secret", "", "slot secret")
 	redisURL := fs.String("redis-url", "", "Redis for sessions and locks")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
+	sessionDB := fs.String("session-db", "", "file of the session database (default: sessions.db in the data directory)")
 	netTimeout := fs.Duration("network-timeout", gateway.DefaultNetworkTimeout, "per-read timeout of request bodies")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -244,7 +246,7 @@ func serveGateway(args []string) error {
 		defer rl.Close()
 		locker = rl
 	} else {
-		bs, err := boltstore.Open(filepath.Join(*dataDir, "sessions.db"))
+		bs, err := boltstore.Open(cmp.Or(*sessionDB, filepath.Join(*dataDir, "sessions.db")))
 		if err != nil {
 			return err
 		}
