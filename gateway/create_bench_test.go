@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -52,7 +53,7 @@ func BenchmarkTusCreation(b *testing.B) {
 		IDKey:       []byte("0123456789abcdef0123456789abcdef"),
 		LockTimeout: time.Second,
 		Registry:    reg,
-		Logger:      slog.New(slog.NewJSONHandler(discard{}, nil)),
+		Logger:      slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -93,10 +94,6 @@ func BenchmarkTusCreation(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64((benchCPU(b)-before).Microseconds())/float64(b.N), "cpu-µs/op")
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // benchCPU is the user and system CPU time this process has used.
 func benchCPU(b *testing.B) time.Duration {

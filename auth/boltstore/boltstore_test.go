@@ -74,25 +74,12 @@ func TestBoltStoreSurvivesReopen(t *testing.T) {
 	if err := st.CheckIndexes(); err != nil {
 		t.Errorf("indexes after reopen: %v", err)
 	}
-	for _, want := range []auth.Session{a, b} {
-		got, err := st.Get(ctx, want.UploadID)
-		if err != nil {
-			t.Fatalf("Get after reopen: %v", err)
-		}
-		if !sessiontest.Equal(got, want) {
-			t.Errorf("after reopen\n%+v\nwant\n%+v", got, want)
-		}
-	}
-	for key, want := range map[string]string{
+	sessiontest.CheckKept(t, st, "after reopen", []auth.Session{a, b}, map[string]string{
 		sessiontest.SlotKey(1): a.UploadID,
 		sessiontest.SlotKey(2): b.UploadID,
 		sessiontest.SlotKey(3): a.UploadID,
 		sessiontest.SlotKey(4): a.UploadID,
-	} {
-		if got, err := st.LookupSlot(ctx, key); err != nil || got != want {
-			t.Errorf("LookupSlot after reopen = %q, %v; want %q", got, err, want)
-		}
-	}
+	})
 	due, err := st.Expired(ctx, b.SweepAt.Add(time.Nanosecond), 10)
 	if err != nil || len(due) != 2 || due[0].UploadID != a.UploadID || due[1].UploadID != b.UploadID {
 		t.Errorf("Expired after reopen = %v, %v; want both, oldest first", due, err)

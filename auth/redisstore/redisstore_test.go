@@ -453,25 +453,12 @@ func TestRedisStoreSurvivesRestart(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	srv.Restart()
 
-	for _, want := range []auth.Session{a, b} {
-		got, err := st.Get(ctx, want.UploadID)
-		if err != nil {
-			t.Fatalf("Get after restart: %v", err)
-		}
-		if !sessiontest.Equal(got, want) {
-			t.Errorf("after restart\n%+v\nwant\n%+v", got, want)
-		}
-	}
-	for key, want := range map[string]string{
+	sessiontest.CheckKept(t, st, "after restart", []auth.Session{a, b}, map[string]string{
 		sessiontest.SlotKey(1): a.UploadID,
 		sessiontest.SlotKey(2): b.UploadID,
 		sessiontest.SlotKey(3): a.UploadID,
 		sessiontest.SlotKey(4): a.UploadID,
-	} {
-		if got, err := st.LookupSlot(ctx, key); err != nil || got != want {
-			t.Errorf("LookupSlot after restart = %q, %v; want %q", got, err, want)
-		}
-	}
+	})
 	checkRedisKeys(t, client, prefix, redisstore.DefaultExpiryMargin)
 	due, err := st.Expired(ctx, b.SweepAt.Add(time.Nanosecond), 10)
 	if err != nil || len(due) != 2 || due[0].UploadID != a.UploadID || due[1].UploadID != b.UploadID {

@@ -159,6 +159,28 @@ func (c *Clock) Set(t time.Time) {
 	c.t = t
 }
 
+// CheckKept checks that st still holds the sessions want and maps each slot
+// key of slots to its upload ID, as after a restart of the store (when says
+// which: "after reopen", "after restart").
+func CheckKept(t *testing.T, st auth.Store, when string, want []auth.Session, slots map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, w := range want {
+		got, err := st.Get(ctx, w.UploadID)
+		if err != nil {
+			t.Fatalf("Get %s: %v", when, err)
+		}
+		if !Equal(got, w) {
+			t.Errorf("%s\n%+v\nwant\n%+v", when, got, w)
+		}
+	}
+	for key, w := range slots {
+		if got, err := st.LookupSlot(ctx, key); err != nil || got != w {
+			t.Errorf("LookupSlot %s = %q, %v; want %q", when, got, err, w)
+		}
+	}
+}
+
 // Equal reports whether two sessions are the same, comparing times with Equal.
 func Equal(a, b auth.Session) bool {
 	return canonical(a) == canonical(b)

@@ -112,14 +112,19 @@ func runBench(args []string, stdout io.Writer) error {
 	}
 	report.Goals = checkGoals(report.Scenarios)
 	printGoals(stdout, report.Goals)
-	out, err := json.MarshalIndent(report, "", "  ")
+	return writeResults(stdout, c.Out, report)
+}
+
+// writeResults writes v as indented JSON to path and says so on stdout.
+func writeResults(stdout io.Writer, path string, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(c.Out, append(out, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(path, append(out, '\n'), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nresults written to %s\n", c.Out)
+	fmt.Fprintf(stdout, "\nresults written to %s\n", path)
 	return nil
 }
 

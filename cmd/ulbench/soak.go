@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -109,18 +108,10 @@ func runSoak(args []string, stdout io.Writer) error {
 			results = append(results, r)
 		}
 	}
-	out, err := json.MarshalIndent(struct {
+	return writeResults(stdout, c.Out, struct {
 		Config  soakConfig    `json:"config"`
 		Results []*soakResult `json:"results"`
-	}{c, results}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(c.Out, append(out, '\n'), 0o644); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nresults written to %s\n", c.Out)
-	return nil
+	}{c, results})
 }
 
 // soak runs one soak against a fresh gateway.
