@@ -1,0 +1,22 @@
+package boltstore_test
+
+import (
+	"testing"
+
+	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/internal/kvstore/kvstoretest"
+)
+
+func TestBoltStore(t *testing.T) {
+	kvstoretest.Run(t, kvstoretest.Opener{
+		Name: "sessions.db",
+		OpenErr: func(path string) (kvstoretest.Store, error) {
+			st, err := boltstore.Open(path)
+			if err != nil {
+				return nil, err
+			}
+			return st, nil
+		},
+		ErrInUse: boltstore.ErrInUse,
+	})
+}
