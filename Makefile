@@ -68,7 +68,7 @@ fuzz: ## run every fuzz target for FUZZTIME (seed corpora in <package>/testdata/
 bench: build ## benchmarks against stock tusd, io.Copy and direct S3 clients, the goals they meet, the session store's bytes per upload and a 50,000-upload soak (docs/performance.md)
 	$(GO) build -o bin/ulbench ./cmd/ulbench
 	bin/ulbench run -uploadgate $(BIN) $(BENCH_FLAGS)
-	$(GO) test -count=1 -run 'Footprint|HistoryBound' -v ./auth/boltstore ./auth/redisstore
+	$(GO) test -count=1 -run 'Footprint|HistoryBound' -v ./auth/pebblestore ./auth/redisstore
 	bin/ulbench soak -uploadgate $(BIN) -redis $(SOAK_FLAGS)
 
 faults: build ## fault suite against the binary: SIGKILL and resume, 1,000 uploads, slowloris, full disk

@@ -17,8 +17,9 @@
 // ID key.
 //
 // The stores live in packages of their own, so that auth depends on no
-// database: auth/boltstore (a bbolt file, the single-node default),
-// auth/redisstore (Redis, shared by several instances) and auth/memstore (in
+// database: auth/pebblestore (a Pebble database in a directory, the
+// single-node default; auth/boltstore is the bbolt file of earlier releases,
+// which it imports), auth/redisstore (Redis, shared by several instances) and auth/memstore (in
 // memory, for tests). auth/sessiontest is the contract suite that every one of
 // them passes.
 //

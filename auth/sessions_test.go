@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/auth/boltstore"
 	"github.com/uploadgate/uploadgate/auth/memstore"
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 	"github.com/uploadgate/uploadgate/auth/sessiontest"
 )
 
@@ -1078,11 +1078,11 @@ func TestSecretRotationDoesNotEndSessions(t *testing.T) {
 	}
 }
 
-func TestSessionsWithBoltStore(t *testing.T) {
+func TestSessionsWithEmbeddedStore(t *testing.T) {
 	// The manager on the embedded store, across a restart.
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sessions.db")
-	st, err := boltstore.Open(path)
+	st, err := pebblestore.Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1100,7 +1100,7 @@ func TestSessionsWithBoltStore(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = boltstore.Open(path)
+	st, err = pebblestore.Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

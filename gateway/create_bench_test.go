@@ -15,12 +15,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 	"github.com/uploadgate/uploadgate/storage"
 )
 
 // BenchmarkTusCreation measures what a tus creation costs the gateway,
-// handler to disk: the slot check, the session durably committed in bbolt,
+// handler to disk: the slot check, the session durably committed in the embedded store (Pebble),
 // the upload's files created by tusd, the request logged at info level (to
 // io.Discard) and counted. 16 concurrent creators on two cores, each with a
 // slot of its own, as `ulbench run -scenarios create` sends them but
@@ -37,7 +37,7 @@ func BenchmarkTusCreation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := boltstore.Open(filepath.Join(dir, "sessions.db"))
+	st, err := pebblestore.Open(filepath.Join(dir, "sessions.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

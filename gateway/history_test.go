@@ -11,26 +11,26 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 )
 
 // historyGateways runs test for a gateway whose sessions keep the record of
 // a complete file kept for ever an hour (and at least until its session
-// ends, 72 hours after it opened), in memory and in bbolt (the compact
+// ends, 72 hours after it opened), in memory and in Pebble (the compact
 // record as it is stored).
 func historyGateways(t *testing.T, test func(t *testing.T, tg *testGateway)) {
 	p := auth.DefaultPolicy()
 	p.History = time.Hour
 	t.Run("memory", func(t *testing.T) { test(t, newTestGateway(t, withPolicy(p))) })
-	t.Run("bbolt", func(t *testing.T) {
-		st, err := boltstore.Open(filepath.Join(t.TempDir(), "sessions.db"))
+	t.Run("pebble", func(t *testing.T) {
+		st, err := pebblestore.Open(filepath.Join(t.TempDir(), "sessions.db"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = st.Close() })
 		tg := newTestGateway(t, withStore(st, p))
 		if tg.store != st {
-			t.Fatal("the test gateway's sessions are not in the bbolt store")
+			t.Fatal("the test gateway's sessions are not in the Pebble store")
 		}
 		test(t, tg)
 	})

@@ -7,16 +7,16 @@ import (
 	"github.com/uploadgate/uploadgate/auth/internal/kvstore/kvstoretest"
 )
 
-func TestBoltStore(t *testing.T) {
-	kvstoretest.Run(t, kvstoretest.Opener{
-		Name: "sessions.db",
-		OpenErr: func(path string) (kvstoretest.Store, error) {
-			st, err := boltstore.Open(path)
-			if err != nil {
-				return nil, err
-			}
-			return st, nil
-		},
-		ErrInUse: boltstore.ErrInUse,
-	})
+var opener = kvstoretest.Opener{
+	Name: "sessions.db",
+	OpenErr: func(path string) (kvstoretest.Store, error) {
+		st, err := boltstore.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	},
+	ErrInUse: boltstore.ErrInUse,
 }
+
+func TestBoltStore(t *testing.T) { kvstoretest.Run(t, opener) }

@@ -521,8 +521,8 @@ func (b *bench) heads() *scenarioResult {
 	}
 	defer rd.Stop()
 	specs := []targetSpec{
-		{name: "ug-bolt", door: door{Kind: "ug-tus"}},
-		{name: "ug-bolt-slot", door: door{Kind: "ug-put"}},
+		{name: "ug-pebble", door: door{Kind: "ug-tus"}},
+		{name: "ug-pebble-slot", door: door{Kind: "ug-put"}},
 		{name: "ug-redis", door: door{Kind: "ug-tus"}, extra: []string{"--redis-url", rd.URL}},
 		{name: "tusd", door: door{Kind: "tusd"}},
 	}
@@ -576,7 +576,7 @@ func (b *bench) heads() *scenarioResult {
 		sc.target(t.Name).addServerCPU(t.Server.CPUTime()-cpu0, rate*c.HeadDuration.Seconds())
 	})
 	b.stopAll(sc, targets)
-	sc.finish([][2]string{{"ug-bolt", "tusd"}, {"ug-redis", "tusd"}, {"ug-bolt-slot", "tusd"}, {"ug-redis", "ug-bolt"}})
+	sc.finish([][2]string{{"ug-pebble", "tusd"}, {"ug-redis", "tusd"}, {"ug-pebble-slot", "tusd"}, {"ug-redis", "ug-pebble"}})
 	return sc
 }
 
@@ -591,7 +591,7 @@ func (b *bench) creations() *scenarioResult {
 	}
 	defer rd.Stop()
 	specs := []targetSpec{
-		{name: "ug-bolt", door: door{Kind: "ug-tus"}},
+		{name: "ug-pebble", door: door{Kind: "ug-tus"}},
 		{name: "ug-redis", door: door{Kind: "ug-tus"}, extra: []string{"--redis-url", rd.URL}},
 		{name: "tusd", door: door{Kind: "tusd"}},
 	}
@@ -610,7 +610,7 @@ func (b *bench) creations() *scenarioResult {
 		removeUploads(t.Server)
 	})
 	b.stopAll(sc, targets)
-	sc.finish([][2]string{{"ug-bolt", "tusd"}, {"ug-redis", "tusd"}})
+	sc.finish([][2]string{{"ug-pebble", "tusd"}, {"ug-redis", "tusd"}})
 	return sc
 }
 

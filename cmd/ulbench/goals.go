@@ -29,7 +29,7 @@ func goals() []goal {
 	return []goal{
 		{What: "S3, PUT door / tusd s3store default (MiB/s)", Scenario: "s3", A: "ug-put-s3", B: "tusd-1patch-s3", Want: 1.2},
 		{What: "S3, PUT door / direct multipart PutObject (MiB/s)", Scenario: "s3", A: "ug-put-s3", B: "direct-mpu-s3", Want: 0.85},
-		{What: "tus creations, bbolt sessions / tusd (req/s)", Scenario: "create", A: "ug-bolt", B: "tusd", Want: 1.0},
+		{What: "tus creations, embedded (Pebble) sessions / tusd (req/s)", Scenario: "create", A: "ug-pebble", B: "tusd", Want: 1.0},
 		{What: "tus creations, Redis sessions / tusd (req/s)", Scenario: "create", A: "ug-redis", B: "tusd", Want: 1.0},
 		{What: "peak RSS, 64 concurrent uploads to disk / tusd", Scenario: "mem", A: "ug-put-disk", B: "tusd-disk", AtMost: true, Want: 0.5},
 		{What: "peak RSS, 64 concurrent uploads to S3 / tusd", Scenario: "mem", A: "ug-put-s3", B: "tusd-s3", AtMost: true, Want: 0.5},

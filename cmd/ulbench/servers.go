@@ -30,7 +30,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/memorylocker"
 	"github.com/tus/tusd/v2/pkg/s3store"
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
@@ -197,7 +197,7 @@ func serveCopy(args []string) error {
 }
 
 // serveGateway runs the gateway in this process, wired as `uploadgate serve`
-// wires it (bbolt or Redis sessions, disk storage), with pprof and a
+// wires it (embedded or Redis sessions, disk storage), with pprof and a
 // configurable per-read network timeout. It is for profiles and for the
 // fault cases that need a short timeout; the benchmark runs the real binary.
 func serveGateway(args []string) error {
@@ -207,7 +207,7 @@ func serveGateway(args []string) error {
 	secret := fs.String("secret", "", "slot secret")
 	redisURL := fs.String("redis-url", "", "Redis for sessions and locks")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address")
-	sessionDB := fs.String("session-db", "", "file of the session database (default: sessions.db in the data directory)")
+	sessionDB := fs.String("session-db", "", "directory of the session database (default: sessions.db in the data directory)")
 	netTimeout := fs.Duration("network-timeout", gateway.DefaultNetworkTimeout, "per-read timeout of request bodies")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -246,7 +246,7 @@ func serveGateway(args []string) error {
 		defer rl.Close()
 		locker = rl
 	} else {
-		bs, err := boltstore.Open(cmp.Or(*sessionDB, filepath.Join(*dataDir, "sessions.db")))
+		bs, err := pebblestore.Open(cmp.Or(*sessionDB, filepath.Join(*dataDir, "sessions.db")), nil)
 		if err != nil {
 			return err
 		}

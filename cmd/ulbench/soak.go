@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	bolt "go.etcd.io/bbolt"
+
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 )
 
 // soakConfig is what `ulbench soak` runs.
@@ -38,7 +39,8 @@ type soakPhase struct {
 	Uploads int64 `json:"uploads"`
 	// StoreBytes: the size of sessions.db, or Redis's used_memory.
 	StoreBytes int64 `json:"store_bytes"`
-	// UsedBytes: bbolt's pages in use (the file less its free pages).
+	// UsedBytes: the session database's tables, settled (without its
+	// write-ahead log).
 	UsedBytes int64 `json:"used_bytes,omitempty"`
 	// Records: the session records in sessions.db, or DBSIZE of Redis.
 	Records int64 `json:"records"`
@@ -90,7 +92,7 @@ func runSoak(args []string, stdout io.Writer) error {
 	defer b.close()
 	fmt.Fprintf(stdout, "ulbench soak: %d uploads of %s per run through the PUT door, %d connections, %d phases; sessions end after %s\n",
 		c.Uploads, fmtSize(c.Size), c.Conns, c.Phases, c.SessionTTL)
-	stores := []string{"bbolt"}
+	stores := []string{"pebble"}
 	if c.Redis {
 		stores = append(stores, "redis")
 	}
@@ -146,7 +148,7 @@ func (b *bench) soak(c soakConfig, store string, history time.Duration) (*soakRe
 		var err error
 		if rc == nil {
 			t.Server.Stop()
-			p, err = measureBolt(filepath.Join(t.Server.DataDir, "sessions.db"))
+			p, err = measureEmbedded(filepath.Join(t.Server.DataDir, "sessions.db"))
 			p.Uploads = uploads
 			if err != nil {
 				return p, err
@@ -220,34 +222,20 @@ func setLogLevel(p *proc, level string) {
 	}
 }
 
-// measureBolt reads a session database that no process holds: its size, its
-// pages in use (the free pages are found as the gateway finds them when it
-// opens the file) and its session records.
-func measureBolt(path string) (soakPhase, error) {
-	var p soakPhase
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+// measureEmbedded reads a session database that no process holds, once it
+// has settled (what it keeps, without superseded versions): its files' size,
+// its tables' size and its session records.
+func measureEmbedded(path string) (soakPhase, error) {
+	st, err := pebblestore.Open(path, nil)
 	if err != nil {
-		return p, err
+		return soakPhase{}, err
 	}
-	defer db.Close()
-	var highWater int64
-	err = db.View(func(tx *bolt.Tx) error {
-		highWater = tx.Size()
-		if b := tx.Bucket([]byte("sessions")); b != nil {
-			p.Records = int64(b.Stats().KeyN)
-		}
-		return nil
-	})
-	st := db.Stats()
-	p.UsedBytes = highWater - int64(st.FreePageN+st.PendingPageN)*int64(db.Info().PageSize)
-	if err != nil {
-		return p, err
+	defer st.Close()
+	if err := st.Settle(context.Background()); err != nil {
+		return soakPhase{}, err
 	}
-	fi, err := os.Stat(path)
-	if err == nil {
-		p.StoreBytes = fi.Size()
-	}
-	return p, err
+	stats, err := st.Stats()
+	return soakPhase{StoreBytes: stats.DiskBytes, UsedBytes: stats.TableBytes, Records: stats.Sessions}, err
 }
 
 // waitCleanup gives the clean-up that a gateway runs at start the time to
@@ -289,7 +277,7 @@ func (r *soakResult) print(w io.Writer) {
 	if r.Store == "redis" {
 		fmt.Fprintf(w, "  %-8s %-12s %-8s %s\n", "uploads", "used_memory", "keys", "bytes per upload")
 	} else {
-		fmt.Fprintf(w, "  %-8s %-12s %-12s %-8s %s\n", "uploads", "file", "in use", "records", "bytes in use per upload")
+		fmt.Fprintf(w, "  %-8s %-12s %-12s %-8s %s\n", "uploads", "files", "tables", "records", "bytes of tables per upload")
 	}
 	for _, p := range append([]soakPhase{r.Base}, r.Phases...) {
 		per := ""

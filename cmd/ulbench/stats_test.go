@@ -123,7 +123,7 @@ func TestCheckGoals(t *testing.T) {
 	if g := got["ug-put-disk/tusd-disk@mem"]; !g.Measured || g.Met {
 		t.Errorf("memory goal: %+v, want measured 0.8 and not met (at most 0.5)", g)
 	}
-	if g := got["ug-bolt/tusd@create"]; g.Measured || g.Met {
+	if g := got["ug-pebble/tusd@create"]; g.Measured || g.Met {
 		t.Errorf("creation goal without its scenario: %+v, want not measured", g)
 	}
 }

@@ -25,7 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 	"github.com/uploadgate/uploadgate/auth/redisstore"
 	"github.com/uploadgate/uploadgate/gateway"
 	"github.com/uploadgate/uploadgate/storage"
@@ -85,7 +85,7 @@ func newServeFlags(c *serveConfig) *flag.FlagSet {
 	fs.Var(&c.TrustedProxies, "trusted-proxies", "comma-separated addresses or CIDR prefixes of proxies whose X-Forwarded-For is believed")
 	fs.StringVar(&c.Storage, "storage", storage.BackendDisk, "storage backend: disk or s3")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis for sessions and upload locks shared by several instances: redis://host:port/db, rediss://, ?master_name= for Sentinel, redis+cluster:// for Cluster")
-	fs.StringVar(&c.SessionDB, "session-db", "", "file of the embedded session store (without --redis-url); default <data-dir>/sessions.db. Its syncs need not share a file system with the uploads")
+	fs.StringVar(&c.SessionDB, "session-db", "", "directory of the embedded session store (without --redis-url); default <data-dir>/sessions.db. An earlier release's session file there is imported at start. Its syncs need not share a file system with the uploads")
 	fs.StringVar(&c.S3.Bucket, "s3-bucket", "", "S3 bucket (storage s3)")
 	fs.StringVar(&c.S3.Endpoint, "s3-endpoint", "", "URL of an S3-compatible server; empty for AWS")
 	fs.StringVar(&c.S3.Region, "s3-region", storage.DefaultS3Region, "S3 region")
@@ -332,7 +332,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}
-		bs, err := boltstore.Open(path)
+		bs, err := pebblestore.Open(path, log)
 		if err != nil {
 			return fmt.Errorf("session store: %w", err)
 		}

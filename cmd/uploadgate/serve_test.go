@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
-	"github.com/uploadgate/uploadgate/auth/boltstore"
+	"github.com/uploadgate/uploadgate/auth/pebblestore"
 )
 
 const testSecret = "serve-test-secret-0123456789"
@@ -401,7 +401,7 @@ func TestSessionDBPath(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, "sessions.db")); !os.IsNotExist(err) {
 		t.Errorf("sessions.db in the data directory: %v; want none", err)
 	}
-	st, err := boltstore.Open(db)
+	st, err := pebblestore.Open(db, nil)
 	if err != nil {
 		t.Fatalf("open %s: %v", db, err)
 	}

@@ -292,11 +292,11 @@ func (st *Store) Create(ctx context.Context, s auth.Session) (stored auth.Sessio
 		if !record.MapsSlot(s) {
 			return nil
 		}
-		prev, err := bk.tx.Get(Slots, record.SlotIndexKey(s.SlotKey))
-		if err != nil || prev != nil {
+		// A slot mapped to another upload already stays so.
+		if err := mapSlot(bk, s.SlotKey, stored); err != nil && !errors.Is(err, auth.ErrSlotTaken) {
 			return err
 		}
-		return mapSlot(bk, s.SlotKey, stored)
+		return nil
 	})
 	if err != nil {
 		return auth.Session{}, false, err
