@@ -178,7 +178,7 @@ func TestShardedStoreContractCluster(t *testing.T) {
 	t.Run("round trips", func(t *testing.T) { testRoundTrips(t, cl) })
 	t.Run("migrate", func(t *testing.T) { testMigrate(t, client, masters) })
 	t.Run("create at slot", func(t *testing.T) {
-		testCreateAtSlot(t, redisstore.New(client, redisstore.Options{KeyPrefix: "atslot:", Sharded: true}))
+		sessiontest.CheckSlotCreator(t, redisstore.New(client, redisstore.Options{KeyPrefix: "atslot:", Sharded: true}))
 		checkShardedKeys(t, masters, "atslot:")
 	})
 }
@@ -542,64 +542,10 @@ func TestCreateAtSlot(t *testing.T) {
 	srv := testredis.Start(t)
 	single := newRedisClient(t, srv.Addr)
 	t.Run("single-node layout", func(t *testing.T) {
-		testCreateAtSlot(t, redisstore.New(single, redisstore.Options{KeyPrefix: "atslot1:"}))
+		sessiontest.CheckSlotCreator(t, redisstore.New(single, redisstore.Options{KeyPrefix: "atslot1:"}))
 	})
 	t.Run("sharded layout, one server", func(t *testing.T) {
-		testCreateAtSlot(t, redisstore.New(single, redisstore.Options{KeyPrefix: "atslot2:", Sharded: true}))
+		sessiontest.CheckSlotCreator(t, redisstore.New(single, redisstore.Options{KeyPrefix: "atslot2:", Sharded: true}))
 		checkShardedKeys(t, []*redis.Client{single}, "atslot2:")
 	})
-}
-
-func testCreateAtSlot(t *testing.T, st *redisstore.Store) {
-	t.Helper()
-	ctx := context.Background()
-	s1 := sessiontest.Sample(1)
-	if got, created, other, err := st.CreateAtSlot(ctx, s1); err != nil || !created || other != "" || !sessiontest.Equal(got, s1) {
-		t.Fatalf("CreateAtSlot at a free slot: %v, %q, %v", created, other, err)
-	}
-	if id, err := st.LookupSlot(ctx, s1.SlotKey); err != nil || id != s1.UploadID {
-		t.Fatalf("LookupSlot after CreateAtSlot: %q, %v", id, err)
-	}
-	if _, created, other, err := st.CreateAtSlot(ctx, s1); err != nil || created || other != "" {
-		t.Fatalf("CreateAtSlot again: %v, %q, %v; want the existing session", created, other, err)
-	}
-	// Upload 1 re-bound to slot 2: upload 2, whose slot that is, is not created.
-	if _, err := st.Rebind(ctx, s1.UploadID, sessiontest.SlotKey(2), func(*auth.Session) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	s2 := sessiontest.Sample(2)
-	if _, created, other, err := st.CreateAtSlot(ctx, s2); err != nil || created || other != s1.UploadID {
-		t.Fatalf("CreateAtSlot at a re-bound slot: %v, %q, %v; want upload 1", created, other, err)
-	}
-	if _, err := st.Get(ctx, s2.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
-		t.Errorf("CreateAtSlot at a re-bound slot left a session: %v", err)
-	}
-	if due, err := st.Expired(ctx, s2.SweepAt.Add(time.Hour), 10); err != nil || len(due) != 1 {
-		t.Errorf("Expired after CreateAtSlot at a re-bound slot: %d sessions, %v; want upload 1 alone", len(due), err)
-	}
-	// A partial upload maps no slot, so none is checked.
-	p := sessiontest.Sample(3)
-	p.Kind, p.SlotKey = auth.KindPartial, sessiontest.SlotKey(2)
-	if _, created, other, err := st.CreateAtSlot(ctx, p); err != nil || !created || other != "" {
-		t.Fatalf("CreateAtSlot of a partial upload: %v, %q, %v", created, other, err)
-	}
-
-	// Through the session manager: Open at the re-bound slot leads to upload 1.
-	m := auth.NewSessions(st, auth.DefaultPolicy(), sessiontest.NewClock().Now)
-	orig := sessiontest.Slot("d1/photo.jpg", 4096, "sig-orig")
-	o, created, err := m.Open(ctx, orig, auth.DeriveUploadID(sessIDKey, orig.Path), auth.KindWhole, "")
-	if err != nil || !created {
-		t.Fatalf("Open: %v, %v", created, err)
-	}
-	fresh := sessiontest.Slot("d2/photo.jpg", 4096, "sig-fresh")
-	if _, err := m.Rebind(ctx, o.UploadID, fresh, ""); err != nil {
-		t.Fatal(err)
-	}
-	freshID := auth.DeriveUploadID(sessIDKey, fresh.Path)
-	if got, created, err := m.Open(ctx, fresh, freshID, auth.KindWhole, ""); err != nil || created || got.UploadID != o.UploadID {
-		t.Fatalf("Open at a re-bound slot: %q, %v, %v; want the re-bound upload", got.UploadID, created, err)
-	}
-	if _, err := st.Get(ctx, freshID); !errors.Is(err, auth.ErrSessionNotFound) {
-		t.Errorf("Open at a re-bound slot created a second session: %v", err)
-	}
 }

@@ -1003,3 +1003,69 @@ func testPing(t *testing.T, st auth.Store) {
 		t.Fatalf("Ping: %v", err)
 	}
 }
+
+// slotCreatorIDKey derives the upload IDs of CheckSlotCreator's slots.
+var slotCreatorIDKey = []byte("0123456789abcdef0123456789abcdef")
+
+// SlotCreatorStore is a Store that is an auth.SlotCreator.
+type SlotCreatorStore interface {
+	auth.Store
+	auth.SlotCreator
+}
+
+// CheckSlotCreator checks CreateAtSlot on a new, empty store: at a free slot,
+// again, at a slot re-bound to another upload (nothing created), for a
+// partial upload (no slot checked), and through Sessions.Open.
+func CheckSlotCreator(t *testing.T, st SlotCreatorStore) {
+	t.Helper()
+	ctx := context.Background()
+	s1 := Sample(1)
+	if got, created, other, err := st.CreateAtSlot(ctx, s1); err != nil || !created || other != "" || !Equal(got, s1) {
+		t.Fatalf("CreateAtSlot at a free slot: %v, %q, %v", created, other, err)
+	}
+	if id, err := st.LookupSlot(ctx, s1.SlotKey); err != nil || id != s1.UploadID {
+		t.Fatalf("LookupSlot after CreateAtSlot: %q, %v", id, err)
+	}
+	if _, created, other, err := st.CreateAtSlot(ctx, s1); err != nil || created || other != "" {
+		t.Fatalf("CreateAtSlot again: %v, %q, %v; want the existing session", created, other, err)
+	}
+	// Upload 1 re-bound to slot 2: upload 2, whose slot that is, is not created.
+	if _, err := st.Rebind(ctx, s1.UploadID, SlotKey(2), func(*auth.Session) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	s2 := Sample(2)
+	if _, created, other, err := st.CreateAtSlot(ctx, s2); err != nil || created || other != s1.UploadID {
+		t.Fatalf("CreateAtSlot at a re-bound slot: %v, %q, %v; want upload 1", created, other, err)
+	}
+	if _, err := st.Get(ctx, s2.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("CreateAtSlot at a re-bound slot left a session: %v", err)
+	}
+	if due, err := st.Expired(ctx, s2.SweepAt.Add(time.Hour), 10); err != nil || len(due) != 1 {
+		t.Errorf("Expired after CreateAtSlot at a re-bound slot: %d sessions, %v; want upload 1 alone", len(due), err)
+	}
+	// A partial upload maps no slot, so none is checked.
+	p := Sample(3)
+	p.Kind, p.SlotKey = auth.KindPartial, SlotKey(2)
+	if _, created, other, err := st.CreateAtSlot(ctx, p); err != nil || !created || other != "" {
+		t.Fatalf("CreateAtSlot of a partial upload: %v, %q, %v", created, other, err)
+	}
+
+	// Through the session manager: Open at the re-bound slot leads to upload 1.
+	m := auth.NewSessions(st, auth.DefaultPolicy(), NewClock().Now)
+	orig := Slot("d1/photo.jpg", 4096, "sig-orig")
+	o, created, err := m.Open(ctx, orig, auth.DeriveUploadID(slotCreatorIDKey, orig.Path), auth.KindWhole, "")
+	if err != nil || !created {
+		t.Fatalf("Open: %v, %v", created, err)
+	}
+	fresh := Slot("d2/photo.jpg", 4096, "sig-fresh")
+	if _, err := m.Rebind(ctx, o.UploadID, fresh, ""); err != nil {
+		t.Fatal(err)
+	}
+	freshID := auth.DeriveUploadID(slotCreatorIDKey, fresh.Path)
+	if got, created, err := m.Open(ctx, fresh, freshID, auth.KindWhole, ""); err != nil || created || got.UploadID != o.UploadID {
+		t.Fatalf("Open at a re-bound slot: %q, %v, %v; want the re-bound upload", got.UploadID, created, err)
+	}
+	if _, err := st.Get(ctx, freshID); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Open at a re-bound slot created a second session: %v", err)
+	}
+}

@@ -96,7 +96,10 @@ type Store struct {
 	commits atomic.Uint64
 }
 
-var _ auth.Store = (*Store)(nil)
+var (
+	_ auth.Store       = (*Store)(nil)
+	_ auth.SlotCreator = (*Store)(nil)
+)
 
 // New returns a Store over eng, which it owns from then on (Close closes it).
 func New(eng Engine) *Store {
@@ -276,20 +279,43 @@ func (st *Store) commit(group []*write) {
 
 // Create implements auth.Store.
 func (st *Store) Create(ctx context.Context, s auth.Session) (stored auth.Session, created bool, err error) {
+	stored, created, _, err = st.create(ctx, s, false)
+	return stored, created, err
+}
+
+// CreateAtSlot implements auth.SlotCreator: the slot check and the creation
+// in one write transaction.
+func (st *Store) CreateAtSlot(ctx context.Context, s auth.Session) (stored auth.Session, created bool, other string, err error) {
+	return st.create(ctx, s, true)
+}
+
+// create is Create, and with atSlot CreateAtSlot.
+func (st *Store) create(ctx context.Context, s auth.Session, atSlot bool) (stored auth.Session, created bool, other string, err error) {
 	if err := record.CheckNew(s); err != nil {
-		return auth.Session{}, false, err
+		return auth.Session{}, false, "", err
 	}
+	maps := record.MapsSlot(s)
 	err = st.update(ctx, "create session", s.UploadID, func(bk buckets) error {
+		stored, created, other = auth.Session{}, false, ""
+		if atSlot && maps {
+			prev, err := bk.tx.Get(Slots, record.SlotIndexKey(s.SlotKey))
+			if err != nil {
+				return err
+			}
+			if prev != nil && string(prev) != s.UploadID {
+				other = string(prev)
+				return nil
+			}
+		}
 		var found bool
 		if stored, found, err = bk.current(s.UploadID); err != nil || found {
-			created = false
 			return err
 		}
 		if stored, err = putSession(bk, nil, s); err != nil {
 			return err
 		}
 		created = true
-		if !record.MapsSlot(s) {
+		if !maps {
 			return nil
 		}
 		// A slot mapped to another upload already stays so.
@@ -299,9 +325,9 @@ func (st *Store) Create(ctx context.Context, s auth.Session) (stored auth.Sessio
 		return nil
 	})
 	if err != nil {
-		return auth.Session{}, false, err
+		return auth.Session{}, false, "", err
 	}
-	return stored, created, nil
+	return stored, created, other, nil
 }
 
 // Get implements auth.Store.

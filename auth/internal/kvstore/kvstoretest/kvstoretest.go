@@ -22,6 +22,7 @@ import (
 // Store is a kvstore.Store as an engine's package wraps it.
 type Store interface {
 	auth.Store
+	auth.SlotCreator
 	CheckIndexes() error
 	CheckCache() error
 	Commits() uint64
@@ -64,6 +65,7 @@ func Run(t *testing.T, o Opener) {
 		{"GroupCommit", testGroupCommit},
 		{"CacheFollowsWrites", testCacheFollowsWrites},
 		{"CacheKeepsWhatTheRecordHolds", testCacheKeepsWhatTheRecordHolds},
+		{"SlotCreator", testSlotCreator},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, o) })
 	}
@@ -346,5 +348,14 @@ func testCacheKeepsWhatTheRecordHolds(t *testing.T, o Opener) {
 	}
 	if got != updated {
 		t.Errorf("after reopening Get = %+v, want %+v", got, updated)
+	}
+}
+
+func testSlotCreator(t *testing.T, o Opener) {
+	st := o.Open(t, o.Path(t))
+	defer st.Close()
+	sessiontest.CheckSlotCreator(t, st)
+	if err := st.CheckIndexes(); err != nil {
+		t.Error(err)
 	}
 }
