@@ -295,15 +295,16 @@ func (st *Store) create(ctx context.Context, s auth.Session, atSlot bool) (store
 		return auth.Session{}, false, "", err
 	}
 	maps := record.MapsSlot(s)
+	key := record.SlotIndexKey(s.SlotKey)
 	err = st.update(ctx, "create session", s.UploadID, func(bk buckets) error {
 		stored, created, other = auth.Session{}, false, ""
-		if atSlot && maps {
-			prev, err := bk.tx.Get(Slots, record.SlotIndexKey(s.SlotKey))
-			if err != nil {
+		var mapped []byte // the upload the slot is mapped to
+		if maps {
+			if mapped, err = bk.tx.Get(Slots, key); err != nil {
 				return err
 			}
-			if prev != nil && string(prev) != s.UploadID {
-				other = string(prev)
+			if atSlot && mapped != nil && string(mapped) != s.UploadID {
+				other = string(mapped)
 				return nil
 			}
 		}
@@ -315,12 +316,12 @@ func (st *Store) create(ctx context.Context, s auth.Session, atSlot bool) (store
 			return err
 		}
 		created = true
-		if !maps {
-			return nil
-		}
-		// A slot mapped to another upload already stays so.
-		if err := mapSlot(bk, s.SlotKey, stored); err != nil && !errors.Is(err, auth.ErrSlotTaken) {
-			return err
+		// A slot mapped already (to another upload, for Create) stays so. The
+		// session's own slot needs no reverse index entry.
+		if maps && mapped == nil {
+			if err := bk.tx.Put(Slots, key, []byte(s.UploadID)); err != nil {
+				return fmt.Errorf("write slot mapping: %w", err)
+			}
 		}
 		return nil
 	})
