@@ -13,7 +13,24 @@ type Observer func(op string, took time.Duration)
 
 // Timed returns store with the duration of every call reported to observe.
 func Timed(store Store, observe Observer) Store {
-	return timedSessionStore{inner: store, observe: observe}
+	t := timedSessionStore{inner: store, observe: observe}
+	if sc, ok := store.(SlotCreator); ok {
+		return timedSlotCreator{timedSessionStore: t, sc: sc}
+	}
+	return t
+}
+
+// timedSlotCreator is the timed store of a SlotCreator: it stays one, so
+// that Sessions.Open still makes one call (one round trip to Redis) instead
+// of a lookup and a create. CreateAtSlot is timed as session_create.
+type timedSlotCreator struct {
+	timedSessionStore
+	sc SlotCreator
+}
+
+func (s timedSlotCreator) CreateAtSlot(ctx context.Context, sess Session) (Session, bool, string, error) {
+	defer since(s.observe, "session_create", time.Now())
+	return s.sc.CreateAtSlot(ctx, sess)
 }
 
 type timedSessionStore struct {

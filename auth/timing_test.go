@@ -56,3 +56,27 @@ func TestTimed(t *testing.T) {
 		}
 	}
 }
+
+// Timed keeps a SlotCreator one (Sessions.Open then makes one call), and
+// times CreateAtSlot as a creation; a store that is none stays none.
+func TestTimedSlotCreator(t *testing.T) {
+	var ops []string
+	observe := func(op string, _ time.Duration) { ops = append(ops, op) }
+	mem := memstore.New()
+	if _, ok := auth.Timed(mem, observe).(auth.SlotCreator); ok {
+		t.Fatal("the timed memstore claims CreateAtSlot, which memstore lacks")
+	}
+	st := &slotCreatorStore{Store: mem}
+	timed := auth.Timed(st, observe)
+	if _, ok := timed.(auth.SlotCreator); !ok {
+		t.Fatal("the timed store of a SlotCreator is none")
+	}
+	m := auth.NewSessions(timed, auth.DefaultPolicy(), sessiontest.NewClock().Now)
+	slot := sessiontest.Slot("d1/photo.jpg", 4096, "sig")
+	if _, created, err := m.Open(context.Background(), slot, auth.DeriveUploadID(sessIDKey, slot.Path), auth.KindWhole, ""); err != nil || !created {
+		t.Fatalf("Open: %v, %v", created, err)
+	}
+	if st.calls != 1 || len(ops) != 1 || ops[0] != "session_create" {
+		t.Errorf("Open made %d CreateAtSlot calls and observed %v; want one, timed as session_create", st.calls, ops)
+	}
+}
