@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -81,7 +82,9 @@ type Options struct {
 //
 //	P session:<upload ID>  hash: d = session record, v = version, w = sweep index entry
 //	P slot:<slot key>      string: the upload ID the slot is mapped to
-//	P slots:<upload ID>    set: the names of the slot keys mapped to the upload
+//	P slots:<upload ID>    set: the names of the slot keys mapped to the upload,
+//	                       but the one its record names (SlotKey); most
+//	                       uploads have none
 //	P sweep                sorted set of sessions with a SweepAt (see below)
 //
 // A sweep index entry is 16 hex digits of SweepAt in Unix nanoseconds (sign
@@ -155,7 +158,8 @@ end
 `
 
 // redisCreateScript creates a session unless it exists, and maps its slot
-// unless the slot is mapped.
+// unless the slot is mapped. The session's own slot is not listed in the
+// upload's slot set (its record names it).
 //
 // KEYS: session, sweep index, the upload's slot set, [slot mapping].
 // ARGV: record, version, sweep entry ("" none), sweep score, expiry, upload
@@ -176,9 +180,7 @@ end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[2], 'w', ARGV[3])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3]) end
 if KEYS[4] and redis.call('SET', KEYS[4], ARGV[6], 'NX') then
-  redis.call('SADD', KEYS[3], KEYS[4])
   expire(KEYS[4], ARGV[5])
-  expire(KEYS[3], ARGV[5])
 end
 expire(KEYS[1], ARGV[5])
 return {1}
@@ -207,7 +209,7 @@ end
 // to map.
 // ARGV: read version, new version, record, sweep entry ("" none), sweep score,
 // expiry, upload ID, n, the upload the slot was mapped to when read ("" none,
-// or the upload itself).
+// or the upload itself), the key of the slot the new record names ("" none).
 // Returns 1 when stored (or when this very call was applied already), 0 when
 // the session or the slot changed since they were read, -1 when the session is
 // gone, -2 (nothing changed) when the slot is mapped to another upload.
@@ -215,7 +217,8 @@ end
 // Every change to the upload's slot set that adds a slot also changes the
 // version, so the n slots cover all of them; one that is no longer mapped to
 // the upload (its key expired, and another upload may have mapped it since)
-// is skipped.
+// is skipped. The set lists every slot mapped to the upload but the one its
+// record names: a slot that the record stops naming (a re-bind) joins it.
 const redisPutScript = redisExpireFunc + redisMoveSweep + `
 local v = redis.call('HGET', KEYS[1], 'v')
 if not v then return -1 end
@@ -233,12 +236,15 @@ move_sweep()
 if slot then
   if prev == '' then
     redis.call('SET', slot, ARGV[7])
-    redis.call('SADD', KEYS[3], slot)
+    if slot ~= ARGV[10] then redis.call('SADD', KEYS[3], slot) end
   end
   expire(slot, ARGV[6])
 end
 for i = 4, 3 + n do
-  if redis.call('GET', KEYS[i]) == ARGV[7] then expire(KEYS[i], ARGV[6]) end
+  if redis.call('GET', KEYS[i]) == ARGV[7] then
+    expire(KEYS[i], ARGV[6])
+    if KEYS[i] ~= ARGV[10] then redis.call('SADD', KEYS[3], KEYS[i]) end
+  end
 end
 expire(KEYS[3], ARGV[6])
 expire(KEYS[1], ARGV[6])
@@ -432,7 +438,7 @@ type redisSnapshot struct {
 	found   bool
 	record  string
 	version string   // "" when not found
-	slots   []string // names of the slot keys mapped to the upload
+	slots   []string // names of the slot keys that may be mapped to the upload
 	mapped  string   // the upload the slot to re-bind is mapped to ("" none)
 }
 
@@ -468,6 +474,15 @@ func (r *Store) read(ctx context.Context, uploadID, slotKey string) (redisSnapsh
 	ver, okVer := vals[1].(string)
 	if okRec && okVer {
 		snap.found, snap.record, snap.version = true, rec, ver
+		// The slot the record names is not in the set (since this release;
+		// earlier ones listed it there too).
+		// A record that does not decode fails the write that reads it (modify
+		// decodes it again), not the read.
+		if s, err := record.Decode(uploadID, []byte(rec)); err == nil && s.SlotKey != "" {
+			if own := r.keySlot(s.SlotKey); !slices.Contains(snap.slots, own) {
+				snap.slots = append(snap.slots, own)
+			}
+		}
 	}
 	return snap, nil
 }
@@ -516,9 +531,13 @@ func (r *Store) modify(ctx context.Context, op, uploadID, slotKey string, fn fun
 			keys = append(keys, r.keySlot(slotKey))
 		}
 		entry, score := redisSweepEntry(stored)
+		own := ""
+		if stored.SlotKey != "" {
+			own = r.keySlot(stored.SlotKey)
+		}
 		res, err := r.put.Run(ctx, r.client, keys,
 			snap.version, newRedisVersion(), rec, entry, score, r.expireAt(stored),
-			uploadID, len(snap.slots), snap.mapped).Int64()
+			uploadID, len(snap.slots), snap.mapped, own).Int64()
 		if err != nil {
 			return auth.Session{}, unavailable(op, err)
 		}
