@@ -225,9 +225,9 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("init: BUCKET_DIR %q, want %q (the bucket --s3-bucket %s in the S3 server's root %s)", initSvc.Environment["BUCKET_DIR"], want, f1["s3-bucket"], root)
 	}
 
-	// Redis: AOF every second, no eviction.
+	// Redis: AOF every second, no eviction, compact session hashes.
 	redis := strings.Join(p.Services["redis"].Command, " ")
-	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction", "--hash-max-listpack-value 256"} {
 		if !strings.Contains(redis, want) {
 			t.Errorf("redis: command %q lacks %s", redis, want)
 		}
