@@ -68,6 +68,15 @@ type Session struct {
 	// credential); Addrs counts distinct changes of address.
 	LastAddr string `json:"last_addr"`
 	Addrs    int    `json:"addrs"`
+
+	// OwnSlot, on a KindWhole session given to Create, says that UploadID is
+	// the slot's own upload ID (DeriveUploadID of SlotPath): its slot then
+	// leads to it by that ID, and Create stores no mapping for it (a lookup
+	// of the slot reads the session of its own ID, see Sessions.AuthorizeSlot).
+	// A slot mapped to another upload (re-bound to it) is still refused by
+	// CreateAtSlot. It is not part of the record: stored sessions read back
+	// without it.
+	OwnSlot bool `json:"-"`
 }
 
 // Live reports whether the session still authorises requests at now.

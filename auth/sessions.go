@@ -37,6 +37,12 @@ type Policy struct {
 	// MaxAge bounds the total age of an upload across rebinds: no rebind, and no
 	// deadline, later than this after the upload was first created.
 	MaxAge time.Duration
+	// IDKey, when set, is the key that upload IDs are derived with
+	// (DeriveUploadID). A slot then leads to its own upload, the one whose ID
+	// it derives, without a stored mapping (see Session.OwnSlot): the store
+	// keeps one key fewer per upload. Only the slots that uploads were
+	// re-bound to are mapped. Without it every slot is mapped.
+	IDKey []byte
 }
 
 // Policy defaults.
@@ -195,6 +201,7 @@ func (m *Sessions) Open(ctx context.Context, slot Slot, uploadID string, kind Ki
 		LastAddr:      addr,
 	}
 	s.SweepAt = m.incompleteSweepAt(s)
+	s.OwnSlot = kind == KindWhole && m.p.IDKey != nil && id == DeriveUploadID(m.p.IDKey, slot.Path)
 	defer m.reads.drop(s.UploadID)
 	if oneStep {
 		// The slot check and the creation in one call (one round trip to a
@@ -348,11 +355,62 @@ func (c *readCache) drop(id string) {
 // AuthorizeSlot is Authorize for the upload a slot path is mapped to (the
 // whole upload opened with it, or the one it was re-bound to).
 func (m *Sessions) AuthorizeSlot(ctx context.Context, slotPath string) (Session, error) {
-	id, err := m.store.LookupSlot(ctx, SlotKey(slotPath))
+	var s Session
+	var err error
+	if m.p.IDKey == nil {
+		var id string
+		if id, err = m.store.LookupSlot(ctx, SlotKey(slotPath)); err == nil {
+			s, err = m.store.Get(ctx, id)
+		}
+	} else {
+		s, err = resolveSlot(ctx, m.store, SlotKey(slotPath), DeriveUploadID(m.p.IDKey, slotPath))
+	}
 	if err != nil {
 		return Session{}, fmt.Errorf("authorize slot upload: %w", err)
 	}
-	return m.Authorize(ctx, id)
+	if !s.Live(m.now()) {
+		return s, fmt.Errorf("authorize slot upload: %w", ErrSessionExpired)
+	}
+	return s, nil
+}
+
+// SlotResolver is a Store that reads what a slot leads to in one step (one
+// round trip to a remote store), where a lookup of its mapping and then a
+// read of a session take two. Sessions.AuthorizeSlot uses it when the store
+// has it and the policy has an IDKey.
+type SlotResolver interface {
+	// ResolveSlot returns the session of the upload that slotKey is mapped to
+	// (re-bound to), else that of ownID (the slot's own upload ID) if it is a
+	// whole upload's, else ErrSessionNotFound.
+	ResolveSlot(ctx context.Context, slotKey, ownID string) (Session, error)
+}
+
+// resolveSlot is SlotResolver.ResolveSlot on any store: with the store's
+// own when it has one, else with LookupSlot and Get.
+func resolveSlot(ctx context.Context, store Store, slotKey, ownID string) (Session, error) {
+	if r, ok := store.(SlotResolver); ok {
+		return r.ResolveSlot(ctx, slotKey, ownID)
+	}
+	return lookupSlotSession(ctx, store, slotKey, ownID)
+}
+
+// lookupSlotSession is ResolveSlot with the Store's LookupSlot and Get.
+func lookupSlotSession(ctx context.Context, store Store, slotKey, ownID string) (Session, error) {
+	id, err := store.LookupSlot(ctx, slotKey)
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		id = ownID
+	case err != nil:
+		return Session{}, err
+	}
+	s, err := store.Get(ctx, id)
+	if err != nil {
+		return Session{}, err
+	}
+	if id == ownID && s.Kind != KindWhole {
+		return Session{}, fmt.Errorf("the slot's own upload ID names a partial upload: %w", ErrSessionNotFound)
+	}
+	return s, nil
 }
 
 // Touch records a request that the session authorised and that succeeded: it
@@ -553,6 +611,18 @@ func (m *Sessions) Rebind(ctx context.Context, uploadID string, slot Slot, addr 
 	}
 	now := m.now()
 	key := SlotKey(slot.Path)
+	// A slot with an upload of its own is not re-bound to another one. Its
+	// mapping is implied (Policy.IDKey), so the store cannot refuse it.
+	if m.p.IDKey != nil {
+		if own := DeriveUploadID(m.p.IDKey, slot.Path); own != uploadID {
+			switch o, err := m.store.Get(ctx, own); {
+			case err == nil && o.Kind == KindWhole:
+				return Session{}, fmt.Errorf("rebind upload: %w", ErrSlotTaken)
+			case err != nil && !errors.Is(err, ErrSessionNotFound):
+				return Session{}, fmt.Errorf("rebind upload: %w", err)
+			}
+		}
+	}
 	var cur Session
 	defer m.reads.drop(uploadID)
 	out, err := m.store.Rebind(ctx, uploadID, key, func(p *Session) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,7 +111,7 @@ func TestDefaultPolicy(t *testing.T) {
 		MaxRebinds:    3,
 		MaxAge:        14 * 24 * time.Hour,
 	}
-	if got := auth.DefaultPolicy(); got != want {
+	if got := auth.DefaultPolicy(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultPolicy() = %+v, want %+v", got, want)
 	}
 	tests := []struct {
@@ -126,7 +127,7 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := auth.NewSessions(memstore.New(), tc.in, nil).Policy(); got != tc.want {
+			if got := auth.NewSessions(memstore.New(), tc.in, nil).Policy(); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Policy() = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -1254,5 +1255,83 @@ func TestCompleteHistoryReboundAndKept(t *testing.T) {
 	}
 	if w := e.store.writes.Load() - writes; w != 0 {
 		t.Errorf("second KeepRecord wrote %d times", w)
+	}
+}
+
+// With Policy.IDKey a slot leads to its own upload without a stored
+// mapping; a re-bind onto a slot that has an upload of its own is refused,
+// and one onto a fresh slot maps it. On a store without SlotResolver, behind
+// the timing wrapper, and on one with it.
+func TestSessionsOwnSlots(t *testing.T) {
+	stores := map[string]func(t *testing.T) auth.Store{
+		"memstore":       func(*testing.T) auth.Store { return memstore.New() },
+		"timed memstore": func(*testing.T) auth.Store { return auth.Timed(memstore.New(), func(string, time.Duration) {}) },
+		"pebble, timed": func(t *testing.T) auth.Store {
+			st, err := pebblestore.Open(filepath.Join(t.TempDir(), "sessions.db"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return auth.Timed(st, func(string, time.Duration) {})
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			st := open(t)
+			defer st.Close()
+			p := auth.DefaultPolicy()
+			p.IDKey = sessIDKey
+			m := auth.NewSessions(st, p, sessiontest.NewClock().Now)
+			open := func(path string) auth.Session {
+				t.Helper()
+				slot := sessiontest.Slot(path, 4096, "sig-"+path)
+				s, created, err := m.Open(ctx, slot, auth.DeriveUploadID(sessIDKey, path), auth.KindWhole, "")
+				if err != nil || !created {
+					t.Fatalf("Open %s: %v, %v", path, created, err)
+				}
+				return s
+			}
+			a := open("a/photo.jpg")
+			if id, err := st.LookupSlot(ctx, auth.SlotKey("a/photo.jpg")); !errors.Is(err, auth.ErrSessionNotFound) {
+				t.Errorf("a slot's own upload got a stored mapping: %q, %v", id, err)
+			}
+			if got, err := m.AuthorizeSlot(ctx, "a/photo.jpg"); err != nil || got.UploadID != a.UploadID {
+				t.Fatalf("AuthorizeSlot of the own slot = %q, %v", got.UploadID, err)
+			}
+			if _, err := m.AuthorizeSlot(ctx, "x/photo.jpg"); !errors.Is(err, auth.ErrSessionNotFound) {
+				t.Errorf("AuthorizeSlot of a slot without upload: %v", err)
+			}
+			// Slot b has an upload of its own: a is not re-bound to it.
+			b := open("b/photo.jpg")
+			if _, err := m.Rebind(ctx, a.UploadID, sessiontest.Slot("b/photo.jpg", 4096, "sig-b2"), ""); !errors.Is(err, auth.ErrSlotTaken) {
+				t.Fatalf("Rebind onto a slot with an upload of its own: %v; want ErrSlotTaken", err)
+			}
+			if got, err := m.AuthorizeSlot(ctx, "b/photo.jpg"); err != nil || got.UploadID != b.UploadID {
+				t.Errorf("AuthorizeSlot of slot b after the refused re-bind = %q, %v", got.UploadID, err)
+			}
+			// Slot c is fresh: a is re-bound to it, and Open at c leads to a.
+			slotC := sessiontest.Slot("c/photo.jpg", 4096, "sig-c")
+			if _, err := m.Rebind(ctx, a.UploadID, slotC, ""); err != nil {
+				t.Fatalf("Rebind onto a fresh slot: %v", err)
+			}
+			if got, err := m.AuthorizeSlot(ctx, "c/photo.jpg"); err != nil || got.UploadID != a.UploadID {
+				t.Errorf("AuthorizeSlot of the re-bound slot = %q, %v", got.UploadID, err)
+			}
+			if got, created, err := m.Open(ctx, slotC, auth.DeriveUploadID(sessIDKey, slotC.Path), auth.KindWhole, ""); err != nil || created || got.UploadID != a.UploadID {
+				t.Errorf("Open at the re-bound slot = %q, %v, %v; want upload a", got.UploadID, created, err)
+			}
+			// The own slot still leads to a, whose record now names slot c.
+			if got, err := m.AuthorizeSlot(ctx, "a/photo.jpg"); err != nil || got.UploadID != a.UploadID || got.SlotKey != slotC.Path && got.SlotKey != auth.SlotKey(slotC.Path) {
+				t.Errorf("AuthorizeSlot of a's own slot after the re-bind = %q (slot %q), %v", got.UploadID, got.SlotKey, err)
+			}
+			if err := m.Forget(ctx, a.UploadID); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{"a/photo.jpg", "c/photo.jpg"} {
+				if got, err := m.AuthorizeSlot(ctx, path); !errors.Is(err, auth.ErrSessionNotFound) {
+					t.Errorf("AuthorizeSlot of %s after Forget = %q, %v", path, got.UploadID, err)
+				}
+			}
+		})
 	}
 }

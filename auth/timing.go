@@ -28,6 +28,16 @@ type timedSlotCreator struct {
 	sc SlotCreator
 }
 
+// ResolveSlot implements SlotResolver: the store's own, or its lookup and
+// read, each timed as its operation.
+func (s timedSessionStore) ResolveSlot(ctx context.Context, slotKey, ownID string) (Session, error) {
+	if r, ok := s.inner.(SlotResolver); ok {
+		defer since(s.observe, "session_resolve_slot", time.Now())
+		return r.ResolveSlot(ctx, slotKey, ownID)
+	}
+	return lookupSlotSession(ctx, s, slotKey, ownID)
+}
+
 func (s timedSlotCreator) CreateAtSlot(ctx context.Context, sess Session) (Session, bool, string, error) {
 	defer since(s.observe, "session_create", time.Now())
 	return s.sc.CreateAtSlot(ctx, sess)

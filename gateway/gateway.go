@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,10 @@ type Gateway struct {
 func New(cfg Config) (*Gateway, error) {
 	if cfg.Verifier == nil || cfg.Sessions == nil || cfg.Storage == nil || len(cfg.IDKey) == 0 {
 		return nil, errors.New("gateway: verifier, sessions, storage and ID key are required")
+	}
+	if k := cfg.Sessions.Policy().IDKey; k != nil && !bytes.Equal(k, cfg.IDKey) {
+		// The sessions would look for a slot's own upload under other IDs.
+		return nil, errors.New("gateway: the sessions' policy derives upload IDs with another key than the gateway's")
 	}
 	if cfg.UploadBase == "" {
 		cfg.UploadBase = DefaultUploadBase

@@ -79,12 +79,14 @@ func newTestGatewayOn(t *testing.T, dir string, backend *storage.Backend, opts .
 			}
 		}
 	}
+	idKey := []byte("0123456789abcdef0123456789abcdef")
+	policy.IDKey = idKey // slots lead to their own uploads without a stored mapping, as in serve
 	sessions := auth.NewSessions(store, policy, func() time.Time { return clock.Now() })
 	cfg := Config{
 		Verifier:    verifier,
 		Sessions:    sessions,
 		Storage:     backend,
-		IDKey:       []byte("0123456789abcdef0123456789abcdef"),
+		IDKey:       idKey,
 		CORSOrigins: []string{"*"},
 		LockTimeout: 300 * time.Millisecond,
 		Now:         func() time.Time { return clock.Now() },

@@ -64,9 +64,10 @@ func (m *Store) Create(ctx context.Context, s auth.Session) (auth.Session, bool,
 	if old, ok := m.sessions[s.UploadID]; ok {
 		return old, false, nil
 	}
+	maps := record.StoresMapping(s)
 	s = record.Normalize(s)
 	m.sessions[s.UploadID] = s
-	if _, mapped := m.slots[s.SlotKey]; !mapped && record.MapsSlot(s) {
+	if _, mapped := m.slots[s.SlotKey]; !mapped && maps {
 		m.slots[s.SlotKey] = s.UploadID
 	}
 	return s, true, nil

@@ -28,7 +28,7 @@ func TestPebbleStoreFootprint(t *testing.T) {
 	st := openFootprintStore(t)
 	base := settledBytes(t, st)
 	clock := sessiontest.NewClock()
-	m := auth.NewSessions(st, auth.DefaultPolicy(), clock.Now)
+	m := auth.NewSessions(st, sessiontest.Policy(), clock.Now)
 	sessiontest.CompleteUploads(t, m, footprintUploads)
 	used := settledBytes(t, st)
 	perUpload := float64(used-base) / footprintUploads
@@ -52,7 +52,7 @@ func TestPebbleStoreHistoryBound(t *testing.T) {
 	}
 	st := openFootprintStore(t)
 	clock := sessiontest.NewClock()
-	p := auth.DefaultPolicy()
+	p := sessiontest.Policy()
 	p.History = time.Hour
 	m := auth.NewSessions(st, p, clock.Now)
 	var first int64

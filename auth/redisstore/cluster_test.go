@@ -544,6 +544,12 @@ func TestCreateAtSlot(t *testing.T) {
 	t.Run("single-node layout", func(t *testing.T) {
 		sessiontest.CheckSlotCreator(t, redisstore.New(single, redisstore.Options{KeyPrefix: "atslot1:"}))
 	})
+	t.Run("resolver, single-node layout", func(t *testing.T) {
+		sessiontest.CheckSlotResolver(t, redisstore.New(single, redisstore.Options{KeyPrefix: "resolve1:"}))
+	})
+	t.Run("resolver, sharded layout", func(t *testing.T) {
+		sessiontest.CheckSlotResolver(t, redisstore.New(single, redisstore.Options{KeyPrefix: "resolve2:", Sharded: true}))
+	})
 	t.Run("sharded layout, one server", func(t *testing.T) {
 		sessiontest.CheckSlotCreator(t, redisstore.New(single, redisstore.Options{KeyPrefix: "atslot2:", Sharded: true}))
 		checkShardedKeys(t, []*redis.Client{single}, "atslot2:")

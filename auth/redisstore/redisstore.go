@@ -116,8 +116,9 @@ type Store struct {
 }
 
 var (
-	_ auth.Store       = (*Store)(nil)
-	_ auth.SlotCreator = (*Store)(nil)
+	_ auth.Store        = (*Store)(nil)
+	_ auth.SlotCreator  = (*Store)(nil)
+	_ auth.SlotResolver = (*Store)(nil)
 )
 
 // New returns a store that keeps sessions in Redis through client,
@@ -163,7 +164,8 @@ end
 //
 // KEYS: session, sweep index, the upload's slot set, [slot mapping].
 // ARGV: record, version, sweep entry ("" none), sweep score, expiry, upload
-// ID, "1" to create nothing when the slot is mapped to another upload.
+// ID, "1" to create nothing when the slot is mapped to another upload, "1"
+// to store no mapping (the session has the slot's own ID: auth.Session.OwnSlot).
 // Returns {1} when created (also when this very call was applied already and
 // is being retried after a lost reply), {2, the other upload's ID} when the
 // slot was mapped to it (and ARGV[7] asked), else {0, stored record}.
@@ -179,7 +181,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], 'd', ARGV[1], 'v', ARGV[2], 'w', ARGV[3])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3]) end
-if KEYS[4] and redis.call('SET', KEYS[4], ARGV[6], 'NX') then
+if KEYS[4] and ARGV[8] ~= '1' and redis.call('SET', KEYS[4], ARGV[6], 'NX') then
   expire(KEYS[4], ARGV[5])
 end
 expire(KEYS[1], ARGV[5])
@@ -355,12 +357,15 @@ func (r *Store) createAt(ctx context.Context, s auth.Session, atSlot bool) (auth
 		keys = append(keys, r.keySlot(s.SlotKey))
 	}
 	entry, score := redisSweepEntry(stored)
-	check := ""
+	check, own := "", ""
 	if atSlot {
 		check = "1"
 	}
+	if s.OwnSlot {
+		own = "1"
+	}
 	res, err := r.create.Run(ctx, r.client, keys,
-		rec, newRedisVersion(), entry, score, r.expireAt(stored), s.UploadID, check).Slice()
+		rec, newRedisVersion(), entry, score, r.expireAt(stored), s.UploadID, check, own).Slice()
 	if err != nil {
 		return auth.Session{}, false, "", unavailable(op, err)
 	}
@@ -418,6 +423,45 @@ func (r *Store) LookupSlot(ctx context.Context, slotKey string) (string, error) 
 		return "", unavailable(op, err)
 	}
 	return id, nil
+}
+
+// ResolveSlot implements auth.SlotResolver: the slot's mapping and the
+// record of its own upload in one round trip (a second one only for a slot
+// re-bound to another upload).
+func (r *Store) ResolveSlot(ctx context.Context, slotKey, ownID string) (auth.Session, error) {
+	const op = "resolve slot"
+	if err := r.begin(ctx, op); err != nil {
+		return auth.Session{}, err
+	}
+	p := r.client.Pipeline()
+	mapped := p.Get(ctx, r.keySlot(slotKey))
+	own := p.HGet(ctx, r.keySession(ownID), "d")
+	_, _ = p.Exec(ctx) // the errors are in the commands
+	id, err := mapped.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		id = ownID
+	case err != nil:
+		return auth.Session{}, unavailable(op, err)
+	}
+	if id != ownID {
+		return r.Get(ctx, id)
+	}
+	v, err := own.Result()
+	if errors.Is(err, redis.Nil) {
+		return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
+	}
+	if err != nil {
+		return auth.Session{}, unavailable(op, err)
+	}
+	s, err := record.Decode(ownID, []byte(v))
+	if err != nil {
+		return auth.Session{}, fmt.Errorf("%s: %w", op, err)
+	}
+	if s.Kind != auth.KindWhole {
+		return auth.Session{}, fmt.Errorf("%s: the slot's own upload ID names a partial upload: %w", op, auth.ErrSessionNotFound)
+	}
+	return s, nil
 }
 
 // Update implements auth.Store.

@@ -234,7 +234,7 @@ func (r *Store) shardedCreate(ctx context.Context, op string, s auth.Session, at
 		prior = p.Get(ctx, r.shardSlot(s.SlotKey))
 	}
 	var claim *redis.StatusCmd
-	if record.MapsSlot(s) {
+	if record.StoresMapping(s) {
 		claim = p.SetArgs(ctx, r.shardSlot(s.SlotKey), s.UploadID, claimArgs(expiry))
 	}
 	create := &scriptCall{script: shardCreate,

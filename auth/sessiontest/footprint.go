@@ -12,6 +12,15 @@ import (
 // footprintIDKey derives the upload IDs of CompleteUploads.
 var footprintIDKey = []byte("footprint-footprint-footprint-32")
 
+// Policy is the default policy with the IDKey that CompleteUploads derives
+// upload IDs with: a slot leads to its own upload without a stored mapping,
+// as in the gateway.
+func Policy() auth.Policy {
+	p := auth.DefaultPolicy()
+	p.IDKey = footprintIDKey
+	return p
+}
+
 // CompleteUploads opens n whole uploads through a session manager on st, as
 // the gateway does (a v2 slot under a random-looking directory, a client
 // address), and completes each: what the store holds for n complete uploads.

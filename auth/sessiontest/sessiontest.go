@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) auth.Store) {
 	}{
 		{"CreateIfAbsent", testCreateIfAbsent},
 		{"CreateMapsSlotOnce", testCreateMapsSlotOnce},
+		{"CreateOwnSlot", testCreateOwnSlot},
 		{"CreatePartialMapsNoSlot", testCreatePartialMapsNoSlot},
 		{"CreateConcurrent", testCreateConcurrent},
 		{"CreateRejectsEmptyID", testCreateRejectsEmptyID},
@@ -190,6 +191,7 @@ func canonical(s auth.Session) auth.Session {
 	for _, p := range timeFields(&s) {
 		*p = p.UTC().Round(0)
 	}
+	s.OwnSlot = false // a field of the call to Create, not of the session stored
 	return s
 }
 
@@ -850,10 +852,48 @@ func testSweepIndexFollowsUpdates(t *testing.T, st auth.Store) {
 	}
 }
 
+// A whole upload created with its slot's own ID (OwnSlot) gets no mapping:
+// the slot's lookup finds nothing, the session reads back without the flag,
+// and a later Create of another upload at that slot maps it as usual.
+func testCreateOwnSlot(t *testing.T, st auth.Store) {
+	ctx := context.Background()
+	s := Sample(1)
+	s.OwnSlot = true
+	got, created, err := st.Create(ctx, s)
+	if err != nil || !created {
+		t.Fatalf("Create with OwnSlot: %v, %v", created, err)
+	}
+	if got.OwnSlot {
+		t.Error("Create returned the session with OwnSlot; it is not part of the record")
+	}
+	if id, err := st.LookupSlot(ctx, s.SlotKey); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("LookupSlot of an own slot = %q, %v; want ErrSessionNotFound (no mapping stored)", id, err)
+	}
+	if g, err := st.Get(ctx, s.UploadID); err != nil || g.OwnSlot || !Equal(g, Sample(1)) {
+		t.Errorf("Get = %+v, %v; want the session as created, without OwnSlot", g, err)
+	}
+	if err := st.Delete(ctx, s.UploadID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Get(ctx, s.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("Get after Delete: %v", err)
+	}
+	// Another upload at the same slot, without the flag, maps it.
+	o := Sample(2)
+	o.SlotKey, o.SlotPath = s.SlotKey, s.SlotPath
+	mustCreate(t, st, o)
+	if id, err := st.LookupSlot(ctx, s.SlotKey); err != nil || id != o.UploadID {
+		t.Errorf("LookupSlot after a Create without OwnSlot = %q, %v; want %q", id, err, o.UploadID)
+	}
+}
+
 func testRoundTrip(t *testing.T, st auth.Store) {
 	s := Sample(3)
 	v := reflect.ValueOf(s)
 	for i := range v.NumField() {
+		if v.Type().Field(i).Name == "OwnSlot" {
+			continue // a field of the call to Create, not of the record (testCreateOwnSlot)
+		}
 		if v.Field(i).IsZero() {
 			t.Fatalf("sessiontest: Sample leaves field %s zero; set it so that the round trip covers it", v.Type().Field(i).Name)
 		}
@@ -1067,5 +1107,43 @@ func CheckSlotCreator(t *testing.T, st SlotCreatorStore) {
 	}
 	if _, err := st.Get(ctx, freshID); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Errorf("Open at a re-bound slot created a second session: %v", err)
+	}
+}
+
+// CheckSlotResolver checks ResolveSlot on a new, empty store: a slot leads
+// to its own upload without a mapping, to the upload it was re-bound to
+// before its own, never to a partial upload by its own ID, and to nothing
+// when it has neither.
+func CheckSlotResolver(t *testing.T, st interface {
+	auth.Store
+	auth.SlotResolver
+}) {
+	t.Helper()
+	ctx := context.Background()
+	own := Sample(1)
+	own.OwnSlot = true
+	mustCreate(t, st, own)
+	if got, err := st.ResolveSlot(ctx, own.SlotKey, own.UploadID); err != nil || !Equal(got, Sample(1)) {
+		t.Errorf("ResolveSlot of an own slot = %+v, %v; want its upload's session", got, err)
+	}
+	if _, err := st.ResolveSlot(ctx, SlotKey(2), ID(2)); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("ResolveSlot of a slot without upload: %v; want ErrSessionNotFound", err)
+	}
+	// Upload 3 (its slot mapped) re-bound to slot 4, whose own upload does not exist.
+	re := mustCreate(t, st, Sample(3))
+	if _, err := st.Rebind(ctx, re.UploadID, SlotKey(4), func(*auth.Session) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{SlotKey(3), SlotKey(4)} {
+		if got, err := st.ResolveSlot(ctx, key, ID(4)); err != nil || got.UploadID != re.UploadID {
+			t.Errorf("ResolveSlot of a slot mapped to upload 3 = %q, %v", got.UploadID, err)
+		}
+	}
+	// A partial upload is never a slot's own upload.
+	p := Sample(5)
+	p.Kind = auth.KindPartial
+	mustCreate(t, st, p)
+	if got, err := st.ResolveSlot(ctx, SlotKey(9), p.UploadID); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("ResolveSlot with a partial upload's ID = %q, %v; want ErrSessionNotFound", got.UploadID, err)
 	}
 }

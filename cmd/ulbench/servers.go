@@ -259,7 +259,9 @@ func serveGateway(args []string) error {
 	if err != nil {
 		return err
 	}
-	sessions := auth.NewSessions(auth.Timed(store, observe), auth.DefaultPolicy(), time.Now)
+	policy := auth.DefaultPolicy()
+	policy.IDKey = idKey
+	sessions := auth.NewSessions(auth.Timed(store, observe), policy, time.Now)
 	backend, err := storage.New(context.Background(), storage.Config{DataDir: *dataDir, Locker: locker, Observe: observe})
 	if err != nil {
 		return err

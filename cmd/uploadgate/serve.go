@@ -353,6 +353,7 @@ func serveContext(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	policy.Retention = c.Retention
 	policy.FileRetention = c.FileRetention
 	policy.History = c.History
+	policy.IDKey = idKey
 	sessions := auth.NewSessions(sessStore, policy, time.Now)
 
 	scfg := c.storageSettings()

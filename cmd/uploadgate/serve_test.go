@@ -406,9 +406,18 @@ func TestSessionDBPath(t *testing.T) {
 		t.Fatalf("open %s: %v", db, err)
 	}
 	defer st.Close()
-	id, err := st.LookupSlot(context.Background(), auth.SlotKey("d/a.bin"))
+	// The slot leads to its own upload by the ID it derives (no mapping stored).
+	keyHex, err := os.ReadFile(filepath.Join(data, "id.key"))
 	if err != nil {
-		t.Fatalf("the slot in %s: %v", db, err)
+		t.Fatal(err)
+	}
+	key, ok := decodeIDKey(strings.TrimSpace(string(keyHex)))
+	if !ok {
+		t.Fatalf("id.key holds %q", keyHex)
+	}
+	id := auth.DeriveUploadID(key, "d/a.bin")
+	if _, err := st.LookupSlot(context.Background(), auth.SlotKey("d/a.bin")); !errors.Is(err, auth.ErrSessionNotFound) {
+		t.Errorf("the slot's own upload has a stored mapping: %v", err)
 	}
 	if sess, err := st.Get(context.Background(), id); err != nil || !sess.Complete {
 		t.Fatalf("session in %s: %+v, %v; want the complete upload's", db, sess, err)

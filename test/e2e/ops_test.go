@@ -624,7 +624,7 @@ func TestOpsMetrics(t *testing.T) {
 		"uploadgate_storage_operation_duration_seconds": func() error {
 			var errs []error
 			for _, op := range []string{"create", "get", "info", "write", "finish", "terminate", "lock", "unlock",
-				"session_create", "session_get", "session_lookup_slot", "session_update", "session_delete", "session_ping"} {
+				"session_create", "session_get", "session_resolve_slot", "session_update", "session_delete", "session_ping"} {
 				if d := delta("uploadgate_storage_operation_duration_seconds_count", "op="+op); d < 1 {
 					errs = append(errs, fmt.Errorf("op %s: %v calls during the uploads", op, d))
 				}

@@ -97,8 +97,9 @@ type Store struct {
 }
 
 var (
-	_ auth.Store       = (*Store)(nil)
-	_ auth.SlotCreator = (*Store)(nil)
+	_ auth.Store        = (*Store)(nil)
+	_ auth.SlotCreator  = (*Store)(nil)
+	_ auth.SlotResolver = (*Store)(nil)
 )
 
 // New returns a Store over eng, which it owns from then on (Close closes it).
@@ -317,8 +318,9 @@ func (st *Store) create(ctx context.Context, s auth.Session, atSlot bool) (store
 		}
 		created = true
 		// A slot mapped already (to another upload, for Create) stays so. The
-		// session's own slot needs no reverse index entry.
-		if maps && mapped == nil {
+		// session's own slot needs no reverse index entry, and no mapping when
+		// the session has the slot's own ID.
+		if maps && mapped == nil && !s.OwnSlot {
 			if err := bk.tx.Put(Slots, key, []byte(s.UploadID)); err != nil {
 				return fmt.Errorf("write slot mapping: %w", err)
 			}
@@ -375,6 +377,43 @@ func (st *Store) LookupSlot(ctx context.Context, slotKey string) (uploadID strin
 		return "", err
 	}
 	return uploadID, nil
+}
+
+// ResolveSlot implements auth.SlotResolver: the slot's mapping and the
+// session it leads to in one read transaction (the session from the cache
+// when it is there).
+func (st *Store) ResolveSlot(ctx context.Context, slotKey, ownID string) (s auth.Session, err error) {
+	err = st.view(ctx, "resolve slot", func(bk buckets) error {
+		id := ownID
+		v, err := bk.tx.Get(Slots, record.SlotIndexKey(slotKey))
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			id = string(v)
+		}
+		if c, ok, _ := st.cache.get(id); ok {
+			s = c
+		} else {
+			if v, err = bk.tx.Get(Sessions, []byte(id)); err != nil {
+				return err
+			}
+			if v == nil {
+				return auth.ErrSessionNotFound
+			}
+			if s, err = record.Decode(id, v); err != nil {
+				return err
+			}
+		}
+		if id == ownID && s.Kind != auth.KindWhole {
+			return auth.ErrSessionNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return auth.Session{}, err
+	}
+	return s, nil
 }
 
 // Update implements auth.Store.

@@ -36,9 +36,16 @@ func CheckNew(s auth.Session) error {
 	return nil
 }
 
-// MapsSlot reports whether Create maps the slot of s.
+// MapsSlot reports whether the slot of s leads to it once created: a whole
+// upload's session with a slot (CreateAtSlot checks that slot's mapping).
 func MapsSlot(s auth.Session) bool {
 	return s.Kind == auth.KindWhole && s.SlotKey != ""
+}
+
+// StoresMapping reports whether Create stores a mapping of the slot of s:
+// unless the slot leads to it by its own ID (auth.Session.OwnSlot).
+func StoresMapping(s auth.Session) bool {
+	return MapsSlot(s) && !s.OwnSlot
 }
 
 // times lists every time of s: the one list that Normalize and Stored walk.
@@ -55,6 +62,7 @@ func Normalize(s auth.Session) auth.Session {
 	for _, t := range times(&s) {
 		*t = t.Round(0)
 	}
+	s.OwnSlot = false
 	return s
 }
 
@@ -66,6 +74,7 @@ func Stored(s auth.Session) auth.Session {
 	for _, t := range times(&s) {
 		*t = t.Round(0).UTC()
 	}
+	s.OwnSlot = false
 	return s
 }
 

@@ -23,6 +23,7 @@ import (
 type Store interface {
 	auth.Store
 	auth.SlotCreator
+	auth.SlotResolver
 	CheckIndexes() error
 	CheckCache() error
 	Commits() uint64
@@ -66,6 +67,7 @@ func Run(t *testing.T, o Opener) {
 		{"CacheFollowsWrites", testCacheFollowsWrites},
 		{"CacheKeepsWhatTheRecordHolds", testCacheKeepsWhatTheRecordHolds},
 		{"SlotCreator", testSlotCreator},
+		{"SlotResolver", testSlotResolver},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, o) })
 	}
@@ -355,6 +357,15 @@ func testSlotCreator(t *testing.T, o Opener) {
 	st := o.Open(t, o.Path(t))
 	defer st.Close()
 	sessiontest.CheckSlotCreator(t, st)
+	if err := st.CheckIndexes(); err != nil {
+		t.Error(err)
+	}
+}
+
+func testSlotResolver(t *testing.T, o Opener) {
+	st := o.Open(t, o.Path(t))
+	defer st.Close()
+	sessiontest.CheckSlotResolver(t, st)
 	if err := st.CheckIndexes(); err != nil {
 		t.Error(err)
 	}
