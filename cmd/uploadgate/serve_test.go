@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/auth/boltstore"
 	"github.com/uploadgate/uploadgate/auth/pebblestore"
 )
 
@@ -454,5 +455,72 @@ func TestSecretMinimumLength(t *testing.T) {
 		if strings.Contains(stderr.String(), short) {
 			t.Errorf("%s: the error repeats the secret", tc.name)
 		}
+	}
+}
+
+// A data directory of an earlier release holds its sessions in a bbolt file
+// at sessions.db: the first start imports it into the Pebble database that
+// takes its place, keeps the file as sessions.db.bbolt-imported, and says so
+// in its log.
+func TestServeImportsEarlierSessionFile(t *testing.T) {
+	data := t.TempDir()
+	s := startServe(t, "--data-dir", data) // creates id.key
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	keyHex, err := os.ReadFile(filepath.Join(data, "id.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, ok := decodeIDKey(strings.TrimSpace(string(keyHex)))
+	if !ok {
+		t.Fatalf("id.key holds %q", keyHex)
+	}
+	// The earlier release's file: a complete upload's session, its slot mapped.
+	db := filepath.Join(data, "sessions.db")
+	if err := os.RemoveAll(db); err != nil {
+		t.Fatal(err)
+	}
+	old, err := boltstore.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m := auth.NewSessions(old, auth.DefaultPolicy(), nil)
+	const path = "d/old.bin"
+	id := auth.DeriveUploadID(key, path)
+	if _, created, err := m.Open(ctx, auth.Slot{Path: path, Size: 5, Protocol: auth.ProtoV2}, id, auth.KindWhole, ""); err != nil || !created {
+		t.Fatalf("Open in the bbolt file: %v, %v", created, err)
+	}
+	if _, err := m.Complete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServe(t, "--data-dir", data)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s.log.String(), "imported the session file of an earlier release") {
+		t.Errorf("no log line about the import:\n%s", s.log)
+	}
+	if fi, err := os.Stat(db); err != nil || !fi.IsDir() {
+		t.Fatalf("sessions.db after the import: %v, %v; want the database directory", fi, err)
+	}
+	if _, err := os.Stat(db + ".bbolt-imported"); err != nil {
+		t.Errorf("the imported file is not kept: %v", err)
+	}
+	st, err := pebblestore.Open(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if sess, err := st.Get(ctx, id); err != nil || !sess.Complete {
+		t.Errorf("the imported session: %+v, %v; want the complete upload's", sess, err)
+	}
+	if got, err := st.LookupSlot(ctx, auth.SlotKey(path)); err != nil || got != id {
+		t.Errorf("the imported slot mapping: %q, %v; want %q", got, err, id)
 	}
 }
