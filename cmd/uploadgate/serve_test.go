@@ -408,15 +408,7 @@ func TestSessionDBPath(t *testing.T) {
 	}
 	defer st.Close()
 	// The slot leads to its own upload by the ID it derives (no mapping stored).
-	keyHex, err := os.ReadFile(filepath.Join(data, "id.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, ok := decodeIDKey(strings.TrimSpace(string(keyHex)))
-	if !ok {
-		t.Fatalf("id.key holds %q", keyHex)
-	}
-	id := auth.DeriveUploadID(key, "d/a.bin")
+	id := auth.DeriveUploadID(readIDKey(t, data), "d/a.bin")
 	if _, err := st.LookupSlot(context.Background(), auth.SlotKey("d/a.bin")); !errors.Is(err, auth.ErrSessionNotFound) {
 		t.Errorf("the slot's own upload has a stored mapping: %v", err)
 	}
@@ -468,14 +460,7 @@ func TestServeImportsEarlierSessionFile(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	keyHex, err := os.ReadFile(filepath.Join(data, "id.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, ok := decodeIDKey(strings.TrimSpace(string(keyHex)))
-	if !ok {
-		t.Fatalf("id.key holds %q", keyHex)
-	}
+	key := readIDKey(t, data)
 	// The earlier release's file: a complete upload's session, its slot mapped.
 	db := filepath.Join(data, "sessions.db")
 	if err := os.RemoveAll(db); err != nil {
@@ -523,4 +508,18 @@ func TestServeImportsEarlierSessionFile(t *testing.T) {
 	if got, err := st.LookupSlot(ctx, auth.SlotKey(path)); err != nil || got != id {
 		t.Errorf("the imported slot mapping: %q, %v; want %q", got, err, id)
 	}
+}
+
+// readIDKey reads the upload ID key that serve created in a data directory.
+func readIDKey(t *testing.T, data string) []byte {
+	t.Helper()
+	keyHex, err := os.ReadFile(filepath.Join(data, "id.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, ok := decodeIDKey(strings.TrimSpace(string(keyHex)))
+	if !ok {
+		t.Fatalf("id.key holds %q", keyHex)
+	}
+	return key
 }
