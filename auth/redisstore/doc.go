@@ -23,6 +23,8 @@
 //	                                     per slot that a Rebind mapped to the upload
 //	P{<bucket tag>}:sweep                the bucket's sweep index (sorted set)
 //	P slot:<slot key>                    string: the upload ID the slot is mapped to
+//	                                     (none for a slot's own upload, created
+//	                                     with auth.Session.OwnSlot)
 //
 // where P is the key prefix. An upload belongs to one of shardedBuckets
 // buckets (FNV-1a of its upload ID); each bucket has a hash tag of its own,

@@ -81,7 +81,9 @@ type Options struct {
 // ("uploadgate:{sessions}:"):
 //
 //	P session:<upload ID>  hash: d = session record, v = version, w = sweep index entry
-//	P slot:<slot key>      string: the upload ID the slot is mapped to
+//	P slot:<slot key>      string: the upload ID the slot is mapped to (none for
+//	                       a session created with auth.Session.OwnSlot: its slot
+//	                       leads to it by its ID, see ResolveSlot)
 //	P slots:<upload ID>    set: the names of the slot keys mapped to the upload,
 //	                       but the one its record names (SlotKey); most
 //	                       uploads have none
