@@ -45,7 +45,9 @@ func TestPebbleStoreFootprint(t *testing.T) {
 
 // TestPebbleStoreHistoryBound shows that under a history bound the database
 // stops growing: rounds of complete uploads, each followed by the clean-up
-// past the bound, leave the settled database where the first round left it.
+// past the bound, leave the settled database where the first round left it,
+// give or take the deletions of one round that Pebble may not have
+// compacted away yet (a table of them moved to the last level unchanged).
 func TestPebbleStoreHistoryBound(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stores thousands of uploads")
@@ -57,6 +59,10 @@ func TestPebbleStoreHistoryBound(t *testing.T) {
 	m := auth.NewSessions(st, p, clock.Now)
 	var first int64
 	const rounds, perRound = 6, footprintUploads / 4
+	// At most the deletions of about one round wait to be compacted away
+	// (about 100 KB for 1,000 uploads); six rounds of records kept would
+	// take about 700 KB.
+	const pending = 256 << 10
 	for r := range rounds {
 		sessiontest.CompleteUploadsFrom(t, m, r*perRound, perRound)
 		// Past the session's 72 hours, which the history never cuts short.
@@ -72,11 +78,14 @@ func TestPebbleStoreHistoryBound(t *testing.T) {
 		}
 		t.Logf("after %d uploads and the clean-up: %d bytes of tables settled, %d sessions, all files %d bytes",
 			(r+1)*perRound, used, stats.Sessions, stats.DiskBytes)
+		if used > pending {
+			t.Errorf("round %d: %d bytes of tables: records or deletions pile up", r, used)
+		}
 		if r == 0 {
 			first = used
 			continue
 		}
-		if used > first+64<<10 {
+		if used > first+pending/2 {
 			t.Errorf("round %d: %d bytes (first round %d): the database still grows", r, used, first)
 		}
 	}

@@ -339,7 +339,10 @@ type Stats struct {
 	// Sessions is the number of session records.
 	Sessions int64
 	// TableBytes is what the database's sorted tables take: what it keeps
-	// for good, once it has settled (see Settle).
+	// for good, once it has settled (see Settle), and the deletions that
+	// Pebble has yet to compact away (a table of deletions that a compaction
+	// moved to the last level unchanged keeps them until a later compaction
+	// drops them).
 	TableBytes int64
 	// DiskBytes is what all of the database's files take: besides its
 	// tables, the write-ahead log (which holds the writes not yet in the
