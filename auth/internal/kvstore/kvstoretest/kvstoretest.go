@@ -354,18 +354,19 @@ func testCacheKeepsWhatTheRecordHolds(t *testing.T, o Opener) {
 }
 
 func testSlotCreator(t *testing.T, o Opener) {
-	st := o.Open(t, o.Path(t))
-	defer st.Close()
-	sessiontest.CheckSlotCreator(t, st)
-	if err := st.CheckIndexes(); err != nil {
-		t.Error(err)
-	}
+	checkNewStore(t, o, func(st Store) { sessiontest.CheckSlotCreator(t, st) })
 }
 
 func testSlotResolver(t *testing.T, o Opener) {
+	checkNewStore(t, o, func(st Store) { sessiontest.CheckSlotResolver(t, st) })
+}
+
+// checkNewStore runs check on a new store, then checks its indexes.
+func checkNewStore(t *testing.T, o Opener, check func(Store)) {
+	t.Helper()
 	st := o.Open(t, o.Path(t))
 	defer st.Close()
-	sessiontest.CheckSlotResolver(t, st)
+	check(st)
 	if err := st.CheckIndexes(); err != nil {
 		t.Error(err)
 	}
