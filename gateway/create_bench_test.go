@@ -46,11 +46,16 @@ func BenchmarkTusCreation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Wired as serve wires it: the policy knows the ID key, so that a
+	// slot's own upload needs no stored mapping.
+	idKey := []byte("0123456789abcdef0123456789abcdef")
+	policy := auth.DefaultPolicy()
+	policy.IDKey = idKey
 	gw, err := New(Config{
 		Verifier:    verifier,
-		Sessions:    auth.NewSessions(auth.Timed(st, observe), auth.DefaultPolicy(), nil),
+		Sessions:    auth.NewSessions(auth.Timed(st, observe), policy, nil),
 		Storage:     backend,
-		IDKey:       []byte("0123456789abcdef0123456789abcdef"),
+		IDKey:       idKey,
 		LockTimeout: time.Second,
 		Registry:    reg,
 		Logger:      slog.New(slog.NewJSONHandler(io.Discard, nil)),
