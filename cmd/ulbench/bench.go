@@ -191,9 +191,13 @@ func newBench(c benchConfig) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.self = self
 	if c.Self != "" {
-		b.self = c.Self
+		self = c.Self
+	}
+	// The servers start from binaries out of the page cache (pagecache.go).
+	if b.self, err = coldCopy(self, b.dir); err != nil {
+		b.close()
+		return nil, err
 	}
 	b.ug = c.Uploadgate
 	if b.ug == "" {
@@ -202,6 +206,10 @@ func newBench(c benchConfig) (*bench, error) {
 			b.close()
 			return nil, err
 		}
+	}
+	if err := evictPageCache(b.ug); err != nil {
+		b.close()
+		return nil, err
 	}
 	return b, nil
 }
