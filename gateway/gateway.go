@@ -69,9 +69,6 @@ type Config struct {
 
 // Intervals of the gateway's own work.
 const (
-	// gracefulCompletion is how long an interrupted write may take to save
-	// what arrived (tusd's GracefulRequestCompletionTimeout).
-	gracefulCompletion = 10 * time.Second
 	// cleanupInterval is how often expired uploads are removed.
 	cleanupInterval = 10 * time.Minute
 	// orphanSweepInterval is how often the storage is searched for uploads
@@ -79,25 +76,23 @@ const (
 	orphanSweepInterval = 6 * time.Hour
 )
 
-// shortGrace is how long tusd's handler for requests without a body (HEAD, a
-// creation without data) keeps a request's context after the request ended.
-// A write needs time to save what arrived (gracefulCompletion); these have
-// nothing to save. With tusd's 10 s default a polling load kept about
-// 270 MiB of finished HEADs, and 32 connections creating uploads about
-// 180 MiB of finished creations (40,000 goroutines), which the garbage
-// collector scanned on every cycle. A creation whose client went away is
-// cut short after shortGrace: it either finished or left nothing that the
-// client's retry does not converge on.
-const shortGrace = 50 * time.Millisecond
+// tusdGrace is tusd's GracefulRequestCompletionTimeout: how long tusd keeps
+// a request's context, and a goroutine, after the request ended, also after
+// one that ended normally. With tusd's 10 s default a polling load kept
+// about 270 MiB of finished HEADs, and 32 connections creating uploads
+// about 180 MiB of finished creations (40,000 goroutines), which the
+// garbage collector scanned on every cycle. A write whose request ended
+// early still gets its 10 s to save what arrived: the storage gives every
+// write that grace itself (storage.WithGrace), and the gateway's callbacks
+// their session and hook calls (withGrace), without keeping anything once
+// they are done.
+const tusdGrace = 50 * time.Millisecond
 
 // Gateway is the HTTP front of uploadgate.
 type Gateway struct {
 	cfg Config
 	log *slog.Logger
-	// tus is the one adapter through which every door calls tusd. Its Short
-	// handler runs the requests without a body: tusd keeps a goroutine and
-	// the request alive for GracefulRequestCompletionTimeout after every
-	// request, which only a write with bytes to save needs (see shortGrace).
+	// tus is the one adapter through which every door calls tusd.
 	tus      upload.Handlers
 	cors     cors
 	metrics  *metrics
@@ -182,7 +177,7 @@ func New(cfg Config) (*Gateway, error) {
 		Logger:                           newTusdLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		NetworkTimeout:                   cfg.NetworkTimeout,
 		AcquireLockTimeout:               cfg.LockTimeout,
-		GracefulRequestCompletionTimeout: gracefulCompletion,
+		GracefulRequestCompletionTimeout: tusdGrace,
 		// The resumable-upload draft (interop versions 3 to 6) next to tus 1.0.
 		EnableExperimentalProtocol: true,
 	}
@@ -201,24 +196,12 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: tusd handler: %w", err)
 	}
-	// The same tusd for the requests without a body, with a short grace
-	// period: it creates uploads (and finishes those of length 0), so with
-	// hooks its notifications are delivered like the main handler's. It
-	// never receives bytes: no progress to report.
-	tcfg.GracefulRequestCompletionTimeout = shortGrace
-	tcfg.NotifyUploadProgress = false
-	short, err := handler.NewUnroutedHandler(tcfg)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: tusd handler for requests without a body: %w", err)
-	}
-	short.Metrics = tusd.Metrics // one set of tusd's counters
 	if g.hooks != nil {
-		// Every door calls tusd through these handlers: their
-		// notifications are every door's.
+		// Every door calls tusd through this handler: its notifications
+		// are every door's.
 		go g.hooks.consume(tusd)
-		go g.hooks.consume(short)
 	}
-	g.tus = upload.Handlers{Main: tusd, Short: short}
+	g.tus = upload.Handlers{Tusd: tusd}
 	m, err := newMetrics(cfg.Registry, tusd.Metrics, cfg.Version)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: metrics: %w", err)

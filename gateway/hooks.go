@@ -16,6 +16,7 @@ import (
 	"github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/hooks"
 	"github.com/uploadgate/uploadgate/auth"
+	"github.com/uploadgate/uploadgate/storage"
 )
 
 // This file speaks tusd's hook protocol (package github.com/tus/tusd/v2/pkg/hooks
@@ -356,8 +357,18 @@ func (g *Gateway) preFinishHook(ev handler.HookEvent) (handler.HTTPResponse, err
 	return handler.HTTPResponse{}, rej
 }
 
+// withGrace gives a callback of tusd's the storage's write grace
+// (storage.WithGrace) for its session and hook calls: tusd's own is short
+// (tusdGrace). Call it as defer g.withGrace(&ev)().
+func (g *Gateway) withGrace(ev *handler.HookEvent) context.CancelFunc {
+	ctx, done := storage.WithGrace(ev.Context, g.cfg.Storage.WriteGrace())
+	ev.Context = ctx
+	return done
+}
+
 // preTerminate is tusd's pre-terminate callback (only with the hook enabled).
 func (g *Gateway) preTerminate(ev handler.HookEvent) (handler.HTTPResponse, error) {
+	defer g.withGrace(&ev)()
 	res, err := g.hooks.invoke(hooks.HookPreTerminate, ev, true)
 	if err != nil {
 		return handler.HTTPResponse{}, errHookFailed()

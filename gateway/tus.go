@@ -420,6 +420,7 @@ func httpDate(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 // preCreate is tusd's pre-create hook: it opens the upload session for the
 // creation the gateway checked, and chooses the upload ID.
 func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
+	defer g.withGrace(&ev)()
 	cr, ok := ev.Context.Value(creationKey{}).(*creation)
 	if !ok {
 		return handler.HTTPResponse{}, handler.FileInfoChanges{}, handler.NewError("ERR_SLOT_REQUIRED", "uploads are created at a slot URL", http.StatusForbidden)
@@ -466,6 +467,7 @@ func (g *Gateway) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler
 // preFinish marks the session of a completed upload complete before the
 // response leaves. A failure is logged: the bytes are complete either way.
 func (g *Gateway) preFinish(ev handler.HookEvent) (handler.HTTPResponse, error) {
+	defer g.withGrace(&ev)()
 	// A file that the pre-finish hook refuses is removed, never complete.
 	resp, err := g.preFinishHook(ev)
 	if err != nil {

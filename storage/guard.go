@@ -46,8 +46,10 @@ type guard struct {
 	content handler.ContentServerDataStore
 	locker  *contendedLocker
 	timeout time.Duration
-	log     *slog.Logger
-	bufs    copyBuffers
+	// grace is how long a write goes on after its request ended (WithGrace).
+	grace time.Duration
+	log   *slog.Logger
+	bufs  copyBuffers
 }
 
 // classify turns a storage error into the error clients should see. tusd's
@@ -78,7 +80,16 @@ func (g *guard) useIn(c *handler.StoreComposer) {
 	}
 }
 
+// writing gives a write the grace period after its request ends (WithGrace):
+// tusd's own is short, and what arrived must be saved. Call it as
+// ctx, done := g.writing(ctx); defer done().
+func (g *guard) writing(ctx context.Context) (context.Context, context.CancelFunc) {
+	return WithGrace(ctx, g.grace)
+}
+
 func (g *guard) NewUpload(ctx context.Context, info handler.FileInfo) (handler.Upload, error) {
+	ctx, done := g.writing(ctx)
+	defer done()
 	if info.ID == "" {
 		up, err := g.core.NewUpload(ctx, info)
 		return g.wrap(up, ""), g.classify(ctx, "create", err)
@@ -207,6 +218,8 @@ func (u guardedUpload) GetInfo(ctx context.Context) (handler.FileInfo, error) {
 }
 
 func (u guardedUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (int64, error) {
+	ctx, done := u.g.writing(ctx)
+	defer done()
 	defer u.g.changing(u.id)()
 	n, err := u.inner.WriteChunk(ctx, offset, grownSource{r: src, bufs: &u.g.bufs})
 	return n, u.g.classify(ctx, "write", err)
@@ -218,6 +231,8 @@ func (u guardedUpload) GetReader(ctx context.Context) (io.ReadCloser, error) {
 }
 
 func (u guardedUpload) FinishUpload(ctx context.Context) error {
+	ctx, done := u.g.writing(ctx)
+	defer done()
 	defer u.g.changing(u.id)()
 	return u.g.classify(ctx, "finish", u.inner.FinishUpload(ctx))
 }
@@ -229,6 +244,8 @@ type guardedTerm struct {
 }
 
 func (t guardedTerm) Terminate(ctx context.Context) error {
+	ctx, done := t.g.writing(ctx)
+	defer done()
 	defer t.g.changing(t.id)()
 	return t.g.classify(ctx, "terminate", t.inner.Terminate(ctx))
 }
@@ -240,6 +257,8 @@ type guardedLength struct {
 }
 
 func (l guardedLength) DeclareLength(ctx context.Context, length int64) error {
+	ctx, done := l.g.writing(ctx)
+	defer done()
 	defer l.g.changing(l.id)()
 	return l.g.classify(ctx, "declare length", l.inner.DeclareLength(ctx, length))
 }
@@ -260,6 +279,8 @@ type guardedConcat struct {
 }
 
 func (c guardedConcat) ConcatUploads(ctx context.Context, partials []handler.Upload) error {
+	ctx, done := c.g.writing(ctx)
+	defer done()
 	defer c.g.changing(c.id)()
 	inner := make([]handler.Upload, len(partials))
 	for i, p := range partials {

@@ -39,7 +39,11 @@ type Config struct {
 	// CreateLockTimeout bounds how long a creation waits for the upload's lock
 	// (default DefaultLockTimeout).
 	CreateLockTimeout time.Duration
-	Logger            *slog.Logger
+	// WriteGrace is how long a write (a creation, a chunk, a completion, a
+	// removal) goes on after its request ended early (default
+	// DefaultWriteGrace); see WithGrace.
+	WriteGrace time.Duration
+	Logger     *slog.Logger
 	// Observe, when set, receives the duration of every call that tusd makes
 	// into the storage (Backend.Composer) and its locker.
 	Observe Observer
@@ -61,12 +65,21 @@ type Backend struct {
 	s3 *s3store.S3Store
 	// dir is the disk backend's upload directory ("" for S3).
 	dir string
+	// grace is the writes' grace period (Config.WriteGrace).
+	grace time.Duration
 }
+
+// WriteGrace is how long a write goes on after its request ended early
+// (Config.WriteGrace): for the callers' own writes on behalf of tusd.
+func (b *Backend) WriteGrace() time.Duration { return b.grace }
 
 // New builds the backend that cfg describes.
 func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WriteGrace <= 0 {
+		cfg.WriteGrace = DefaultWriteGrace
 	}
 	if cfg.CreateLockTimeout <= 0 {
 		cfg.CreateLockTimeout = DefaultLockTimeout
@@ -132,10 +145,10 @@ func assemble(cfg Config, store tusStore, ping func(context.Context) error) *Bac
 	}
 	contended := newContendedLocker(locker)
 	composer := handler.NewStoreComposer()
-	guarded := &guard{core: store, term: store, concat: store, length: store, content: store, locker: contended, timeout: cfg.CreateLockTimeout, log: cfg.Logger}
+	guarded := &guard{core: store, term: store, concat: store, length: store, content: store, locker: contended, timeout: cfg.CreateLockTimeout, grace: cfg.WriteGrace, log: cfg.Logger}
 	guarded.useIn(composer)
 	composer.UseLocker(contended)
-	return &Backend{Composer: composer, core: guarded, locker: contended, logger: cfg.Logger, ping: ping}
+	return &Backend{Composer: composer, core: guarded, locker: contended, logger: cfg.Logger, ping: ping, grace: cfg.WriteGrace}
 }
 
 // RegisterMetrics registers the backend's own metrics (s3store's request

@@ -40,6 +40,9 @@ func evictPageCache(path string) error {
 // page cache: the driver's own binary, which serves stock tusd and the copy
 // server, is mapped by the driver, whose pages would stay.
 func coldCopy(src, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("copy %s: %w", src, err)
+	}
 	dst := filepath.Join(dir, "ulbench-server")
 	in, err := os.Open(src)
 	if err != nil {

@@ -97,17 +97,9 @@ type Call struct {
 	Inform func(h http.Header) bool
 }
 
-// Handlers are tusd's handlers that the adapter calls. tusd keeps every
-// request's context, and a goroutine, alive for a grace period after the
-// request ended, so that a write whose client went away can save what
-// arrived. Main, with the long grace period, runs the requests that carry a
-// body (and DELETE); Short runs those that carry none, HEAD and a creation
-// without data, which have nothing to save: under thousands of them per
-// second the long grace period held hundreds of MiB of finished requests,
-// and the garbage collector scanned them all.
+// Handlers is tusd's handler that the adapter calls.
 type Handlers struct {
-	Main  *handler.UnroutedHandler
-	Short *handler.UnroutedHandler
+	Tusd *handler.UnroutedHandler
 }
 
 // Do runs tusd on call for the client request r, whose connection (read
@@ -159,33 +151,25 @@ func (h Handlers) Do(w http.ResponseWriter, r *http.Request, call Call) Outcome 
 		r2.ContentLength = 0
 	}
 	c := &capture{real: w, header: http.Header{}, inform: call.Inform}
-	h.handler(call.Method, bodiless(r2)).ServeHTTP(c, r2)
+	h.handler(call.Method).ServeHTTP(c, r2)
 	return c.outcome(BodyOf(r))
 }
 
-// bodiless reports whether r carries no body: none, or a length of 0. A
-// body of unknown length (chunked) counts as one.
-func bodiless(r *http.Request) bool {
-	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
-}
-
 // handler is tusd's handler for a method, behind tusd's middleware (which
-// answers OPTIONS itself). noBody says that the request carries no body.
-func (h Handlers) handler(method string, noBody bool) http.Handler {
+// answers OPTIONS itself).
+func (h Handlers) handler(method string) http.Handler {
+	t := h.Tusd
 	switch method {
 	case http.MethodHead:
-		return h.Short.Middleware(http.HandlerFunc(h.Short.HeadFile))
+		return t.Middleware(http.HandlerFunc(t.HeadFile))
 	case http.MethodPost:
-		if noBody {
-			return h.Short.Middleware(http.HandlerFunc(h.Short.PostFile))
-		}
-		return h.Main.Middleware(http.HandlerFunc(h.Main.PostFile))
+		return t.Middleware(http.HandlerFunc(t.PostFile))
 	case http.MethodPatch:
-		return h.Main.Middleware(http.HandlerFunc(h.Main.PatchFile))
+		return t.Middleware(http.HandlerFunc(t.PatchFile))
 	case http.MethodDelete:
-		return h.Main.Middleware(http.HandlerFunc(h.Main.DelFile))
+		return t.Middleware(http.HandlerFunc(t.DelFile))
 	default:
-		return h.Main.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+		return t.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	}
 }
 
