@@ -48,7 +48,7 @@ func (u probeUpload) WriteChunk(ctx context.Context, offset int64, src io.Reader
 // after that; one whose request had ended before it started gets the grace
 // from its start.
 func TestWritesOutliveTheirRequest(t *testing.T) {
-	const grace = 300 * time.Millisecond
+	const grace = 2 * time.Second
 	probe := &probeStore{FileStore: filestore.New(t.TempDir())}
 	b := assemble(Config{CreateLockTimeout: time.Second, WriteGrace: grace, Logger: slog.New(slog.DiscardHandler)}, probe, nil)
 	reqCtx, endRequest := context.WithCancel(context.Background())
@@ -62,7 +62,7 @@ func TestWritesOutliveTheirRequest(t *testing.T) {
 		writeCtx = ctx
 		start := time.Now()
 		endRequest()
-		time.Sleep(grace / 3)
+		time.Sleep(grace / 10)
 		if ctx.Err() == nil {
 			alive = time.Since(start)
 		}
