@@ -44,6 +44,11 @@ type soakPhase struct {
 	UsedBytes int64 `json:"used_bytes,omitempty"`
 	// Records: the session records in sessions.db, or DBSIZE of Redis.
 	Records int64 `json:"records"`
+	// PeakRSSKiB is the gateway's peak RSS (VmHWM) during the phase's
+	// uploads: each phase runs on a freshly started gateway. A finished
+	// request must keep nothing, so it stays flat in the number of uploads
+	// and their rate.
+	PeakRSSKiB int64 `json:"peak_rss_kib,omitempty"`
 }
 
 // soakResult is one soak run: a session store, with or without the history bound.
@@ -190,6 +195,7 @@ func (b *bench) soak(c soakConfig, store string, history time.Duration) (*soakRe
 		}
 		wg.Wait()
 		uploading += time.Since(phaseStart)
+		peak := t.Server.PeakRSS()
 		next.Store(end)
 		// Every session of the phase ends, and the restart's clean-up
 		// forgets what the history bound lets go (it logs each record it
@@ -207,6 +213,7 @@ func (b *bench) soak(c soakConfig, store string, history time.Duration) (*soakRe
 		if err != nil {
 			return nil, err
 		}
+		p.PeakRSSKiB = peak
 		r.Phases = append(r.Phases, p)
 	}
 	r.Uploads, r.Seconds, r.UploadSeconds = n.Load(), time.Since(start).Seconds(), uploading.Seconds()
@@ -275,22 +282,25 @@ func (r *soakResult) print(w io.Writer) {
 		r.UploadSeconds, float64(r.Uploads)/r.UploadSeconds, r.Errors,
 		map[bool]string{true: " (first: " + r.FirstEr + ")"}[r.FirstEr != ""])
 	if r.Store == "redis" {
-		fmt.Fprintf(w, "  %-8s %-12s %-8s %s\n", "uploads", "used_memory", "keys", "bytes per upload")
+		fmt.Fprintf(w, "  %-8s %-12s %-8s %-18s %s\n", "uploads", "used_memory", "keys", "bytes per upload", "gateway peak RSS MiB")
 	} else {
-		fmt.Fprintf(w, "  %-8s %-12s %-12s %-8s %s\n", "uploads", "files", "tables", "records", "bytes of tables per upload")
+		fmt.Fprintf(w, "  %-8s %-12s %-12s %-8s %-28s %s\n", "uploads", "files", "tables", "records", "bytes of tables per upload", "gateway peak RSS MiB")
 	}
 	for _, p := range append([]soakPhase{r.Base}, r.Phases...) {
-		per := ""
+		per, rss := "", ""
 		if p.Uploads > 0 {
 			per = strconv.FormatFloat(float64(p.StoreBytes-r.Base.StoreBytes)/float64(p.Uploads), 'f', 0, 64)
 		}
+		if p.PeakRSSKiB > 0 {
+			rss = strconv.FormatFloat(float64(p.PeakRSSKiB)/1024, 'f', 1, 64)
+		}
 		if r.Store == "redis" {
-			fmt.Fprintf(w, "  %-8d %-12d %-8d %s\n", p.Uploads, p.StoreBytes, p.Records, per)
+			fmt.Fprintf(w, "  %-8d %-12d %-8d %-18s %s\n", p.Uploads, p.StoreBytes, p.Records, per, rss)
 			continue
 		}
 		if p.Uploads > 0 {
 			per = strconv.FormatFloat(float64(p.UsedBytes-r.Base.UsedBytes)/float64(p.Uploads), 'f', 0, 64)
 		}
-		fmt.Fprintf(w, "  %-8d %-12d %-12d %-8d %s\n", p.Uploads, p.StoreBytes, p.UsedBytes, p.Records, per)
+		fmt.Fprintf(w, "  %-8d %-12d %-12d %-8d %-28s %s\n", p.Uploads, p.StoreBytes, p.UsedBytes, p.Records, per, rss)
 	}
 }
