@@ -10,11 +10,12 @@ import (
 )
 
 // A server's RSS counts the pages of its binary that it maps, and how many
-// a page fault maps depends on how the file came into the page cache: a
-// binary that was just written (built) sits in large folios, and a fault
-// maps a whole folio. The same uploadgate binary measured 42.8 MiB of file
-// pages at one upload right after `go build` and 26.0 MiB once its pages
-// had been dropped, with the same code running. A server in production
+// it maps depends on how the file came into the page cache: the same
+// uploadgate binary measured 42.8 MiB of file pages at one upload right
+// after `go build` and 26.0 MiB once its pages had been dropped, with the
+// same code running (most likely because a file just written sits in large
+// folios, and a page fault maps a whole folio; the effect was measured, the
+// cause not traced in the kernel). A server in production
 // starts from an image read from disk, so the driver drops the servers'
 // binaries from the page cache before it starts them: they are read back in
 // the kernel's readahead pieces, the same way for every target.
