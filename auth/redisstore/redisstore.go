@@ -398,6 +398,13 @@ func (r *Store) Get(ctx context.Context, uploadID string) (auth.Session, error) 
 		return auth.Session{}, err
 	}
 	v, err := r.client.HGet(ctx, r.keySession(uploadID), "d").Result()
+	return sessionReply(op, uploadID, v, err)
+}
+
+// sessionReply decodes the record field of uploadID's session hash as Redis
+// answered it: redis.Nil is auth.ErrSessionNotFound, any other error the
+// server's unavailability.
+func sessionReply(op, uploadID, v string, err error) (auth.Session, error) {
 	if errors.Is(err, redis.Nil) {
 		return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
 	}
@@ -449,16 +456,9 @@ func (r *Store) ResolveSlot(ctx context.Context, slotKey, ownID string) (auth.Se
 	if id != ownID {
 		return r.Get(ctx, id)
 	}
-	v, err := own.Result()
-	if errors.Is(err, redis.Nil) {
-		return auth.Session{}, fmt.Errorf("%s: %w", op, auth.ErrSessionNotFound)
-	}
+	s, err := sessionReply(op, ownID, own.Val(), own.Err())
 	if err != nil {
-		return auth.Session{}, unavailable(op, err)
-	}
-	s, err := record.Decode(ownID, []byte(v))
-	if err != nil {
-		return auth.Session{}, fmt.Errorf("%s: %w", op, err)
+		return auth.Session{}, err
 	}
 	if s.Kind != auth.KindWhole {
 		return auth.Session{}, fmt.Errorf("%s: the slot's own upload ID names a partial upload: %w", op, auth.ErrSessionNotFound)
