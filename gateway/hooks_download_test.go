@@ -1,12 +1,20 @@
 package gateway
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/hooks"
+	hookhttp "github.com/tus/tusd/v2/pkg/hooks/http"
 	"github.com/uploadgate/uploadgate/auth"
 )
 
@@ -114,5 +122,71 @@ func TestHooksSeeTheSlotAfterARebind(t *testing.T) {
 		if m[MetaGetURL] != fresh.GetURL || m[MetaProtocol] != string(auth.ProtoV2) {
 			t.Errorf("%s: get URL %q protocol %q; want the new slot's %q, v2", e.Type, m[MetaGetURL], m[MetaProtocol], fresh.GetURL)
 		}
+	}
+}
+
+// A client that goes away while the pre-finish hook (a virus scan over
+// tusd's HTTP hook client) still runs does not cost the upload: the hook's
+// request outlives the client's for the write grace, the file is accepted
+// and served. tusd's own grace period is short (tusdGrace): without the
+// gateway's, the hook's request was cancelled with the client's, the hook
+// counted as failed and the complete file was removed.
+func TestPreFinishHookOutlivesTheClient(t *testing.T) {
+	entered := make(chan struct{}, 1)
+	scanner := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req hooks.HookRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if req.Type == hooks.HookPreFinish {
+			entered <- struct{}{}
+			select { // the scan takes longer than tusd's grace period
+			case <-time.After(20 * tusdGrace):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, "{}")
+	}))
+	defer scanner.Close()
+	hook := &hookhttp.HttpHook{Endpoint: scanner.URL, Timeout: 10 * time.Second, SizeLimit: 1 << 20}
+	if err := hook.Setup(); err != nil {
+		t.Fatal(err)
+	}
+	tg := newTestGateway(t, func(c *Config) {
+		c.Hooks = &HookConfig{Handler: hook, Events: []hooks.HookType{hooks.HookPreFinish}, Timeout: 10 * time.Second}
+	})
+	file := strings.Repeat("scanned ", 1024)
+	slot := tg.sign(auth.ProtoV2, "scanned.bin", int64(len(file)), nil)
+	u, err := url.Parse(slot.PutURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PUT %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s", u.RequestURI(), u.Host, len(file), file)
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pre-finish hook was not called")
+	}
+	conn.Close() // the client goes away while the scan runs
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		get, body := tg.do(http.MethodGet, slot.GetURL, nil, nil)
+		if get.StatusCode == http.StatusOK {
+			if sha(body) != sha(file) {
+				t.Fatalf("download: %d bytes, not the file", len(body))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %d 5 s after the client went away during the pre-finish hook; want the accepted file", get.StatusCode)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
