@@ -37,7 +37,6 @@ func (g *Gateway) serveUploadBase(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	signed := hasSignature(r)
 	switch {
 	case r.Method == http.MethodPut:
 		g.putAtSlot(w, r, sp)
@@ -45,7 +44,7 @@ func (g *Gateway) serveUploadBase(w http.ResponseWriter, r *http.Request) {
 		g.createAtSlot(w, r, sp)
 	case r.Method == http.MethodPatch:
 		g.patchAtSlot(w, r, sp)
-	case r.Method == http.MethodHead && signed:
+	case r.Method == http.MethodHead && hasSignature(r):
 		g.headAtSlot(w, r, sp)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		g.serveDownload(w, r, sp)

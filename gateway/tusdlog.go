@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"strings"
 
 	xslog "golang.org/x/exp/slog"
@@ -14,9 +15,21 @@ import (
 // golang.org/x/exp/slog) into the gateway's log/slog handler, at or above a
 // minimum level. Upload IDs are capabilities: attributes that carry one
 // (id, path, url) are replaced by a short hash.
+//
+// tusd derives a logger with the request's attributes for every request,
+// and almost none of them logs at the minimum level (warn): With and
+// WithGroup only note what they were given, and the notes are converted and
+// applied to the inner handler when a record is handled.
 type tusdLogHandler struct {
 	inner slog.Handler
 	min   slog.Level
+	ops   []tusdLogOp
+}
+
+// tusdLogOp is one With (attrs) or WithGroup (group) call not yet applied.
+type tusdLogOp struct {
+	attrs []xslog.Attr
+	group string
 }
 
 func newTusdLogger(h slog.Handler, min slog.Level) *xslog.Logger {
@@ -28,24 +41,44 @@ func (h tusdLogHandler) Enabled(ctx context.Context, l xslog.Level) bool {
 }
 
 func (h tusdLogHandler) Handle(ctx context.Context, r xslog.Record) error {
+	inner := h.inner
+	for _, op := range h.ops {
+		if op.attrs == nil {
+			inner = inner.WithGroup(op.group)
+			continue
+		}
+		out := make([]slog.Attr, 0, len(op.attrs))
+		for _, a := range op.attrs {
+			out = append(out, convertAttr(a))
+		}
+		inner = inner.WithAttrs(out)
+	}
 	rec := slog.NewRecord(r.Time, slog.Level(r.Level), r.Message, r.PC)
 	r.Attrs(func(a xslog.Attr) bool {
 		rec.AddAttrs(convertAttr(a))
 		return true
 	})
-	return h.inner.Handle(ctx, rec)
+	return inner.Handle(ctx, rec)
 }
 
 func (h tusdLogHandler) WithAttrs(attrs []xslog.Attr) xslog.Handler {
-	out := make([]slog.Attr, 0, len(attrs))
-	for _, a := range attrs {
-		out = append(out, convertAttr(a))
+	if len(attrs) == 0 {
+		return h
 	}
-	return tusdLogHandler{inner: h.inner.WithAttrs(out), min: h.min}
+	return h.with(tusdLogOp{attrs: attrs})
 }
 
 func (h tusdLogHandler) WithGroup(name string) xslog.Handler {
-	return tusdLogHandler{inner: h.inner.WithGroup(name), min: h.min}
+	if name == "" {
+		return h
+	}
+	return h.with(tusdLogOp{group: name})
+}
+
+// with is h with one more operation; h's own list is never appended to in
+// place, so that loggers derived from one logger do not share their notes.
+func (h tusdLogHandler) with(op tusdLogOp) tusdLogHandler {
+	return tusdLogHandler{inner: h.inner, min: h.min, ops: append(slices.Clip(h.ops), op)}
 }
 
 func convertAttr(a xslog.Attr) slog.Attr {
