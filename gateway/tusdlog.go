@@ -19,7 +19,8 @@ import (
 // tusd derives a logger with the request's attributes for every request,
 // and almost none of them logs at the minimum level (warn): With and
 // WithGroup only note what they were given, and the notes are converted and
-// applied to the inner handler when a record is handled.
+// applied to the inner handler when a record is handled (so a LogValuer
+// given to With is resolved then, not at With; tusd gives plain values).
 type tusdLogHandler struct {
 	inner slog.Handler
 	min   slog.Level
